@@ -1,0 +1,137 @@
+"""Writing colour SKUs into `raw_products`.
+
+Unchanged photos never send a SKU back to `pending`; changed photos always do (and reset
+the retry counter and the Ximilar state of the old photos). Every row seen by a catalog run
+is stamped with that run's id, which is how later stages tell SKUs that left the catalog.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from unde_dagster.catalog.items import SkuRow
+
+
+@dataclass
+class UpsertCounts:
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    requeued: int = 0
+
+    def add(self, other: UpsertCounts) -> None:
+        self.new += other.new
+        self.updated += other.updated
+        self.unchanged += other.unchanged
+        self.requeued += other.requeued
+
+
+_EXISTING = """
+SELECT external_id, content_hash, original_image_urls
+  FROM raw_products
+ WHERE source = %s AND external_id = ANY(%s)
+   FOR UPDATE
+"""
+
+_UPSERT = """
+INSERT INTO raw_products (
+    source, external_id, item_id, colour_id, brand, name, description, price, currency,
+    category, colour, sizes, composition, original_image_urls, raw_data, content_hash,
+    scraped_at, last_seen_run_id, image_status, index_scope
+) VALUES (
+    %(source)s, %(external_id)s, %(item_id)s, %(colour_id)s, %(brand)s, %(name)s,
+    %(description)s, %(price)s, %(currency)s, %(category)s, %(colour)s, %(sizes)s,
+    %(composition)s, %(original_image_urls)s, %(raw_data)s, %(content_hash)s,
+    NOW(), %(run_id)s, 'pending', %(index_scope)s
+)
+ON CONFLICT (source, external_id) DO UPDATE SET
+    item_id = EXCLUDED.item_id,
+    colour_id = EXCLUDED.colour_id,
+    name = EXCLUDED.name,
+    description = EXCLUDED.description,
+    price = EXCLUDED.price,
+    category = EXCLUDED.category,
+    colour = EXCLUDED.colour,
+    sizes = EXCLUDED.sizes,
+    composition = EXCLUDED.composition,
+    original_image_urls = EXCLUDED.original_image_urls,
+    raw_data = EXCLUDED.raw_data,
+    content_hash = EXCLUDED.content_hash,
+    scraped_at = EXCLUDED.scraped_at,
+    last_seen_run_id = EXCLUDED.last_seen_run_id,
+    updated_at = CASE WHEN raw_products.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                      THEN NOW() ELSE raw_products.updated_at END,
+    sync_status = CASE WHEN raw_products.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+                       THEN 'pending' ELSE raw_products.sync_status END,
+    image_status = CASE WHEN %(photos_changed)s THEN 'pending' ELSE raw_products.image_status END,
+    image_attempts = CASE WHEN %(photos_changed)s THEN 0 ELSE raw_products.image_attempts END,
+    collage_attempts = CASE WHEN %(photos_changed)s THEN 0 ELSE raw_products.collage_attempts END,
+    error_message = CASE WHEN %(photos_changed)s THEN NULL ELSE raw_products.error_message END,
+    ximilar_status = CASE WHEN %(photos_changed)s AND raw_products.ximilar_status <> 'pending'
+                          THEN 'pending' ELSE raw_products.ximilar_status END
+"""
+
+
+def upsert_skus(
+    conn: psycopg.Connection, rows: Sequence[SkuRow], *, run_id: str, index_scope: str
+) -> UpsertCounts:
+    """Upsert one chunk of SKUs in one transaction and classify each as new/updated/unchanged."""
+    counts = UpsertCounts()
+    if not rows:
+        return counts
+    source = rows[0].source
+    with conn.transaction(), conn.cursor() as cur:
+        cur.execute(_EXISTING, (source, [r.external_id for r in rows]))
+        existing = {ext: (digest, photos) for ext, digest, photos in cur.fetchall()}
+        params = []
+        for row in rows:
+            before = existing.get(row.external_id)
+            photos_changed = before is not None and before[1] != row.original_image_urls
+            if before is None:
+                counts.new += 1
+            elif before[0] != row.content_hash:
+                counts.updated += 1
+            else:
+                counts.unchanged += 1
+            counts.requeued += photos_changed
+            params.append(_params(row, run_id, index_scope, photos_changed))
+        cur.executemany(_UPSERT, params)
+    return counts
+
+
+def _params(row: SkuRow, run_id: str, index_scope: str, photos_changed: bool) -> dict:
+    return {
+        "source": row.source,
+        "external_id": row.external_id,
+        "item_id": row.item_id,
+        "colour_id": row.colour_id,
+        "brand": row.brand,
+        "name": row.name,
+        "description": row.description,
+        "price": row.price,
+        "currency": row.currency,
+        "category": row.category,
+        "colour": row.colour,
+        "sizes": Jsonb(row.sizes),
+        "composition": row.composition,
+        "original_image_urls": Jsonb(row.original_image_urls),
+        "raw_data": Jsonb(row.raw_data),
+        "content_hash": row.content_hash,
+        "run_id": run_id,
+        "index_scope": index_scope,
+        "photos_changed": photos_changed,
+    }
+
+
+def count_missing_from_run(conn: psycopg.Connection, source: str, run_id: str) -> int:
+    """SKUs of the brand the finished catalog run did not see (gone from the catalog)."""
+    row = conn.execute(
+        "SELECT count(*) FROM raw_products WHERE source = %s "
+        "AND last_seen_run_id IS DISTINCT FROM %s",
+        (source, run_id),
+    ).fetchone()
+    return int(row[0]) if row else 0

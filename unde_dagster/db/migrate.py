@@ -1,0 +1,89 @@
+"""Ordered plain-SQL migrations with a version table.
+
+Each database (staging, production) has a folder of `NNNN_name.sql` files under
+`unde_dagster/migrations/`. A file is applied once, in its own transaction, under an
+advisory lock so two processes starting at once do not race. Every file is also written
+to be idempotent on its own, because the staging DB may have been created by the old
+servers without any version table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from dataclasses import dataclass
+from importlib import resources
+from typing import Literal
+
+import psycopg
+
+Database = Literal["staging", "production"]
+
+_LOCK_ID = 0x554E4445  # "UNDE"
+_VERSION_TABLE = """
+CREATE TABLE IF NOT EXISTS unde_schema_migrations (
+    version TEXT PRIMARY KEY,
+    checksum TEXT NOT NULL,
+    applied_at TIMESTAMPTZ NOT NULL DEFAULT NOW()
+)
+"""
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: str
+    sql: str
+
+    @property
+    def checksum(self) -> str:
+        return hashlib.sha256(self.sql.encode()).hexdigest()
+
+
+def load_migrations(database: Database) -> list[Migration]:
+    folder = resources.files("unde_dagster") / "migrations" / database
+    files = sorted(f for f in folder.iterdir() if f.name.endswith(".sql"))
+    return [Migration(f.name.removesuffix(".sql"), f.read_text()) for f in files]
+
+
+def migrate(conninfo: str, database: Database) -> list[str]:
+    """Apply pending migrations; return the versions applied now (empty if up to date)."""
+    applied_now: list[str] = []
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
+        try:
+            conn.execute(_VERSION_TABLE)
+            done = {
+                row[0]: row[1]
+                for row in conn.execute("SELECT version, checksum FROM unde_schema_migrations")
+            }
+            for migration in load_migrations(database):
+                if migration.version in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                    conn.execute(
+                        "INSERT INTO unde_schema_migrations (version, checksum) VALUES (%s, %s)",
+                        (migration.version, migration.checksum),
+                    )
+                applied_now.append(migration.version)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+    return applied_now
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Apply the UNDE schema migrations.")
+    parser.add_argument("--staging-url", default=os.environ.get("STAGING_DB_URL"))
+    parser.add_argument("--production-url", default=os.environ.get("PRODUCTION_DB_URL"))
+    args = parser.parse_args()
+    if not args.staging_url and not args.production_url:
+        parser.error("set STAGING_DB_URL and/or PRODUCTION_DB_URL (or pass --staging-url)")
+    for database, url in (("staging", args.staging_url), ("production", args.production_url)):
+        if url:
+            applied = migrate(url, database)
+            print(f"{database}: applied {applied or 'nothing (up to date)'}")
+
+
+if __name__ == "__main__":
+    main()
