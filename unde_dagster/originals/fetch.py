@@ -17,7 +17,8 @@ CDN sees us slow down rather than other slots taking its place):
   ``transient_backoff_s`` (2 s, 6 s), i.e. at most 3 attempts, then ``http_5xx`` /
   ``reset`` / ``connect_error`` / ``timeout``. Small on purpose: each timeout costs
   30 s and the SKU has 120 s in total.
-* 407 (proxy credentials) -> ``proxy_auth``; other 4xx -> ``http_<status>``; no retry.
+* 407 (proxy credentials) -> ``proxy_auth``; other 4xx -> ``http_<status>``; TLS
+  certificate failure -> ``tls_error``; no retry.
 * body larger than ``max_body_bytes`` -> ``too_large``; no retry.
 
 ``photo_timeout_s`` (30 s) bounds each attempt (connect + headers + body); the
@@ -25,7 +26,7 @@ CDN sees us slow down rather than other slots taking its place):
 
 TLS: verification stays on. ``build_ssl_context`` adds ``PROXY_CA_BUNDLE`` (the
 proxy's MITM root, e.g. Bright Data's ``brightdata_root_ca_44445.crt``) to the default
-trust store. The proxy credentials go in ``proxy_auth`` (never logged, never in
+trust store. The proxy credentials go in ``proxy_headers`` (never logged, never in
 ``repr``); only the credential-free proxy URL is passed as ``proxy=``.
 """
 
@@ -98,15 +99,19 @@ def build_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     return ctx
 
 
-def split_proxy(proxy_url: str | None) -> tuple[str | None, aiohttp.BasicAuth | None]:
-    """Credential-free proxy URL and its ``BasicAuth`` (percent-decoded)."""
+def split_proxy(proxy_url: str | None) -> tuple[str | None, dict[str, str]]:
+    """Credential-free proxy URL and the ``Proxy-Authorization`` header for it
+    (credentials percent-decoded). aiohttp 3.14 deprecates ``proxy_auth=BasicAuth``;
+    its replacement ``proxy_headers`` only reaches the proxy on CONNECT (https), so
+    for plain-http targets the header goes with the absolute-form request itself
+    (the proxy consumes it; it never reaches the CDN)."""
     if not proxy_url:
-        return None, None
+        return None, {}
     url = URL(proxy_url)
-    auth = None
+    headers = {}
     if url.user is not None:
-        auth = aiohttp.BasicAuth(url.user, url.password or "")
-    return str(url.with_user(None).with_password(None)), auth
+        headers["Proxy-Authorization"] = aiohttp.encode_basic_auth(url.user, url.password or "")
+    return str(url.with_user(None).with_password(None)), headers
 
 
 class SlotPool:
@@ -188,7 +193,7 @@ class PhotoFetcher:
         self._rng = rng or random.Random()
         self._sleep = sleep
         self.clock = clock
-        self._proxy, self._proxy_auth = split_proxy(self.settings.proxy_url)
+        self._proxy, self._proxy_headers = split_proxy(self.settings.proxy_url)
         self._ssl = build_ssl_context(self.settings.proxy_ca_bundle)
         self._session: aiohttp.ClientSession | None = None
         self._pool: SlotPool | None = None
@@ -257,11 +262,14 @@ class PhotoFetcher:
             "User-Agent": random_user_agent(self._rng, s.user_agents),
             "Accept": "image/avif,image/webp,image/apng,image/*,*/*;q=0.8",
         }
+        tunnel = url.startswith("https:")
+        if not tunnel:
+            headers.update(self._proxy_headers)
         try:
             async with self._session.get(
                 url,
                 proxy=self._proxy,
-                proxy_auth=self._proxy_auth,
+                proxy_headers=(self._proxy_headers or None) if tunnel else None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=s.photo_timeout_s),
             ) as resp:
@@ -289,6 +297,9 @@ class PhotoFetcher:
             raise _Retry(
                 "transient", "timeout", f"no complete response within {s.photo_timeout_s:g} s"
             ) from exc
+        except aiohttp.ClientSSLError as exc:
+            # Certificate not trusted (wrong/missing PROXY_CA_BUNDLE): retrying won't help.
+            raise PhotoError("tls_error", f"TLS verification failed: {exc.os_error}") from exc
         except aiohttp.ClientConnectorError as exc:
             # Connection to the proxy itself failed; the message names host:port only.
             raise _Retry("transient", "connect_error", f"cannot connect: {exc.os_error}") from exc
