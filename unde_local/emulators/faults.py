@@ -182,7 +182,8 @@ class FaultInjector:
         target = self._target(request)
         entry: dict[str, Any] = {"t": time.time(), "method": request.method,
                                  "key": self._key(request), "target": target,
-                                 "status": None, "fault": None}
+                                 "status": None, "fault": None,
+                                 "content_encoding": request.headers.get("Content-Encoding")}
         self._record(entry)
         rule = self._pick(request.method, target)
         delay = self.latency_ms + (rule.latency_ms if rule else 0.0)
