@@ -1,0 +1,247 @@
+"""Benchmark our collage builder against the seed's algorithm and the bare JPEG codec.
+
+Plain script, printed figures (not a test). Every figure comes from a fresh subprocess so
+peak RSS (``ru_maxrss``) and allocator state of one variant never leak into another.
+
+Variants:
+  seed   bench/seed_collage.py, the seed's Pillow code on bytes in / bytes out
+  ours   unde_dagster.collages.compose.build_collage
+  codec  decode of the same input JPEGs + one q95 4:4:4 encode of the same output pixels
+         (no resize, no paste): the floor for equal heights
+  floor  codec + the LANCZOS resizes the geometry demands: the floor for any
+         pixel-identical implementation on the mixed set
+
+Run:  .venv/bin/python bench/collage_bench.py [--runs 5] [--skus 12]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import os
+import random
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ProcessPoolExecutor
+from io import BytesIO
+from pathlib import Path
+
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+SETS: dict[str, list[tuple[int, int]]] = {
+    "equal": [(1920, 2880)] * 5,
+    "mixed": [(1920, 2880), (1500, 2250), (1024, 1536), (1920, 2560), (800, 1200)],
+}
+VARIANTS = ("seed", "ours", "codec", "floor")
+
+
+def make_photo(width: int, height: int, seed: int) -> bytes:
+    """A photo-like JPEG: colour gradients plus soft noise, ~1 MB at 1920x2880, q90 4:2:0."""
+    rnd = random.Random(seed)
+    lin = Image.linear_gradient("L").resize((width, height))
+    rad = Image.radial_gradient("L").resize((width, height)).rotate(rnd.uniform(-20, 20))
+    noise = Image.effect_noise((width // 2, height // 2), rnd.uniform(30, 50))
+    noise = noise.resize((width, height), Image.Resampling.BILINEAR)
+    img = Image.merge("RGB", (lin, rad, Image.blend(lin, rad, rnd.random())))
+    img = Image.blend(img, Image.merge("RGB", (noise, noise, noise)), 0.25)
+    buf = BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def generate(directory: Path) -> None:
+    for name, sizes in SETS.items():
+        for i, (w, h) in enumerate(sizes):
+            (directory / f"{name}-{i}.jpg").write_bytes(make_photo(w, h, seed=i * 7 + len(name)))
+
+
+def load_set(directory: Path, name: str) -> list[bytes]:
+    return [(directory / f"{name}-{i}.jpg").read_bytes() for i in range(len(SETS[name]))]
+
+
+# --- the functions timed (module level so worker processes can import them) ---------------
+
+
+def run_seed(photos: list[bytes]) -> int:
+    from bench.seed_collage import seed_collage
+
+    return len(seed_collage(photos))
+
+
+def run_ours(photos: list[bytes]) -> int:
+    from unde_dagster.collages.compose import build_collage
+
+    return len(build_collage(photos).jpeg)
+
+
+def _decode_all(photos: list[bytes]) -> None:
+    for data in photos:
+        with Image.open(BytesIO(data)) as img:
+            img.load()
+
+
+def _resize_needed(photos: list[bytes]) -> None:
+    from unde_dagster.collages.compose import collage_geometry
+
+    with_sizes = []
+    for data in photos:
+        with Image.open(BytesIO(data)) as img:
+            with_sizes.append(img.size)
+    targets, _, _ = collage_geometry(with_sizes)
+    for data, src, dst in zip(photos, with_sizes, targets, strict=True):
+        if src != dst:
+            with Image.open(BytesIO(data)) as img:
+                img.load()
+                img.resize(dst, Image.Resampling.LANCZOS)
+
+
+_OUTPUT: Image.Image | None = None
+
+
+def _output_pixels(photos: list[bytes]) -> Image.Image:
+    """The collage's pixels, decoded once outside the timed region."""
+    global _OUTPUT
+    if _OUTPUT is None:
+        from unde_dagster.collages.compose import build_collage
+
+        _OUTPUT = Image.open(BytesIO(build_collage(photos).jpeg))
+        _OUTPUT.load()
+    return _OUTPUT
+
+
+def run_codec(photos: list[bytes]) -> int:
+    out = _output_pixels(photos)
+    _decode_all(photos)
+    buf = BytesIO()
+    out.save(buf, "JPEG", quality=95, subsampling=0)
+    return buf.tell()
+
+
+def run_floor(photos: list[bytes]) -> int:
+    """Codec plus resizes, timed in the same sequence (decode of resized ones counted once)."""
+    out = _output_pixels(photos)
+    _decode_all(photos)
+    _resize_needed(photos)  # re-decodes the resized photos: subtract below via --floor-adj
+    buf = BytesIO()
+    out.save(buf, "JPEG", quality=95, subsampling=0)
+    return buf.tell()
+
+
+FUNCS = {"seed": run_seed, "ours": run_ours, "codec": run_codec, "floor": run_floor}
+
+
+def _peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def child_single(variant: str, set_name: str, directory: Path, runs: int) -> dict[str, float]:
+    photos = load_set(directory, set_name)
+    fn = FUNCS[variant]
+    if variant in ("codec", "floor"):
+        _output_pixels(photos)
+    base = _peak_rss_mib()
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn(photos)
+        times.append(time.perf_counter() - start)
+    result = {"ms": statistics.median(times) * 1000, "rss": _peak_rss_mib(), "base": base}
+    if variant == "floor":  # remove the double decode of resized photos
+        redecode = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            _decode_all([p for p, s in zip(photos, SETS[set_name], strict=True)
+                         if s[1] != max(h for _, h in SETS[set_name])])
+            redecode.append(time.perf_counter() - start)
+        result["ms"] -= statistics.median(redecode) * 1000
+    return result
+
+
+def child_pool(variant: str, set_name: str, directory: Path, skus: int) -> dict[str, float]:
+    photos = load_set(directory, set_name)
+    fn = FUNCS[variant]
+    ctx = multiprocessing.get_context("forkserver")
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+        list(pool.map(fn, [photos, photos]))  # warm up both workers
+        start = time.perf_counter()
+        list(pool.map(fn, [photos] * skus))
+        elapsed = time.perf_counter() - start
+    return {"sku_s": skus / elapsed}
+
+
+def spawn(args: list[str]) -> dict[str, float]:
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description="Collage benchmark: seed algorithm vs ours vs the JPEG codec bound. "
+        "Prints ms/SKU (1 process, median), SKUs/s (2 processes) and peak RSS per variant, "
+        "each measured in a fresh subprocess on the same generated photo-like JPEGs."
+    )
+    parser.add_argument("--runs", type=int, default=5, help="single-process repeats (median)")
+    parser.add_argument("--skus", type=int, default=12, help="SKUs timed per 2-process run")
+    parser.add_argument("--sets", default="equal,mixed", help="comma list of: equal, mixed")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.child:
+        mode, variant, set_name, directory, n = args.child
+        if mode == "single":
+            res = child_single(variant, set_name, Path(directory), int(n))
+        else:
+            res = child_pool(variant, set_name, Path(directory), int(n))
+        print(json.dumps(res))
+        return
+
+    print(f"Pillow {Image.__version__}, {os.cpu_count()} CPUs, runs={args.runs}, "
+          f"skus={args.skus}")
+    with tempfile.TemporaryDirectory(prefix="collage-bench-") as tmp:
+        directory = Path(tmp)
+        generate(directory)
+        for set_name in args.sets.split(","):
+            sizes = SETS[set_name]
+            mb = sum(len(p) for p in load_set(directory, set_name)) / 2**20
+            print(f"\n== {set_name}: {', '.join(f'{w}x{h}' for w, h in sizes)} "
+                  f"({mb:.1f} MiB of input JPEG)")
+            print(f"{'variant':<8}{'ms/SKU':>10}{'SKU/s x2':>10}{'peak RSS':>11}{'idle RSS':>10}")
+            rows: dict[str, dict[str, float]] = {}
+            for variant in VARIANTS:
+                if variant == "floor" and set_name == "equal":
+                    continue
+                row = spawn(["single", variant, set_name, tmp, str(args.runs)])
+                if variant in ("seed", "ours"):
+                    row |= spawn(["pool", variant, set_name, tmp, str(args.skus)])
+                rows[variant] = row
+                tput = f"{row['sku_s']:.2f}" if "sku_s" in row else "-"
+                rss = f"{row['rss']:.0f} MiB" if variant in ("seed", "ours") else "-"
+                print(f"{variant:<8}{row['ms']:>10.0f}{tput:>10}{rss:>11}"
+                      f"{row['base']:>7.0f} MiB")
+            seed, ours, codec = rows["seed"], rows["ours"], rows["codec"]
+            print(f"ours vs seed: {seed['ms'] / ours['ms']:.2f}x faster (1 proc), "
+                  f"{ours['sku_s'] / seed['sku_s']:.2f}x throughput (2 procs), "
+                  f"peak RSS {100 * ours['rss'] / seed['rss']:.0f}% of seed "
+                  f"({100 * (ours['rss'] - ours['base']) / (seed['rss'] - seed['base']):.0f}% "
+                  f"above idle)")
+            print(f"ours vs codec bound: {ours['ms'] / codec['ms']:.2f}x")
+            if "floor" in rows:
+                floor = rows["floor"]
+                print(f"pixel-identical floor (codec + LANCZOS): {floor['ms']:.0f} ms -> "
+                      f"best possible speed-up over seed {seed['ms'] / floor['ms']:.2f}x; "
+                      f"ours is {ours['ms'] / floor['ms']:.2f}x the floor")
+
+
+if __name__ == "__main__":
+    main()

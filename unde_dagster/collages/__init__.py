@@ -1,0 +1,1 @@
+"""Collage domain logic: geometry, composition and a process pool (no Dagster)."""

@@ -1,0 +1,246 @@
+"""Build one SKU's collage: every photo scaled to the tallest height, glued left to right.
+
+The geometry and the resampling are the seed's (``bench/seed_collage.py``): target height =
+max height, width ``int(w * (target_height / h))``, LANCZOS, JPEG quality 95 with 4:4:4
+chroma. For RGB inputs the output pixels are identical to the seed's; the gains come from
+doing less work around the same codec and resampler calls:
+
+- headers are read first (``Image.open`` is lazy), so geometry and size limits are checked
+  before a single pixel is decoded;
+- a photo already at the target height (RGB JPEG) is decoded *straight into its slot of the
+  canvas* (the decoder writes at a column offset), so it is never copied, resized or pasted;
+- other photos are decoded, resized (only if their height differs), pasted and released one
+  at a time, so at most one decoded photo and one resized copy live next to the canvas;
+- the canvas is never filled with white because the photos cover it exactly (only the slots
+  of photos with transparency are painted white first); it is encoded once.
+
+Mode handling (the seed pasted whatever Pillow opened; we document each case):
+
+- ``RGB``: as is.  ``L`` / ``1``: resized as greyscale (a third of the work), then pasted,
+  which replicates grey into R=G=B exactly like converting first would.
+- ``RGBA``, ``LA``, ``PA``, ``P`` with a transparency entry: resized in premultiplied form
+  by Pillow and composited over white (the seed dropped alpha, showing whatever colour the
+  transparent pixels held, often black).
+- ``P`` without transparency: converted to RGB before resizing (the seed resized palette
+  images with NEAREST, because Pillow forces that for ``P``).
+- ``CMYK`` (incl. Adobe-inverted JPEGs): Pillow's naive CMYK->RGB, no ICC profile.
+- ``I;16*`` / ``I`` / ``F`` (16-bit or float greyscale): scaled to 8 bits (``v / 256`` when
+  the range exceeds 8 bits) instead of clipping everything above 255 to white.
+- anything else (``YCbCr``, ``LAB``, ``HSV`` ...): ``convert("RGB")``.
+
+ICC profiles and EXIF orientation are ignored, as in the seed (geometry stays identical).
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Sequence
+from dataclasses import dataclass
+from io import BytesIO
+
+from PIL import Image, ImageFile, JpegImagePlugin
+
+# Formats a product photo can plausibly be in. Restricting ``Image.open`` keeps exotic
+# decoders (EPS runs Ghostscript, for one) out of reach of downloaded bytes.
+_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+
+JPEG_MAX_DIMENSION = 65_535
+DEFAULT_MAX_PHOTO_PIXELS = 50_000_000
+DEFAULT_MAX_CANVAS_PIXELS = 120_000_000
+
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+_GREY_MODES = frozenset({"L", "1"})
+_DEEP_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
+
+
+class CollageError(Exception):
+    """A SKU's photos cannot become a collage; ``reason`` says why in plain words."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class CollageResult:
+    """The encoded collage plus the sizes that produced it (for asset metadata)."""
+
+    jpeg: bytes
+    width: int
+    height: int
+    photo_sizes: tuple[tuple[int, int], ...]
+    source_sizes: tuple[tuple[int, int], ...]
+
+
+def collage_geometry(
+    sizes: Sequence[tuple[int, int]],
+) -> tuple[list[tuple[int, int]], int, int]:
+    """Target (w, h) of every photo and the canvas (width, height), as the seed computes them.
+
+    The float arithmetic is the seed's on purpose (``ratio = th / h`` then ``int(w * ratio)``)
+    so that widths never drift by a pixel from collages produced by the old workers.
+    """
+    if not sizes:
+        raise CollageError("no photos")
+    for w, h in sizes:
+        if w <= 0 or h <= 0:
+            raise CollageError(f"photo has an empty size {w}x{h}")
+    target_height = max(h for _, h in sizes)
+    targets: list[tuple[int, int]] = []
+    for w, h in sizes:
+        ratio = target_height / h
+        targets.append((int(w * ratio), target_height))
+    return targets, sum(w for w, _ in targets), target_height
+
+
+def _open(index: int, data: bytes, max_pixels: int) -> ImageFile.ImageFile:
+    """Open lazily (header only) and reject what must never be decoded."""
+    where = f"photo {index + 1}"
+    if not data:
+        raise CollageError(f"{where}: zero bytes")
+    try:
+        img = Image.open(BytesIO(data), formats=_FORMATS)
+    except Image.DecompressionBombError as exc:
+        raise CollageError(f"{where}: decompression bomb ({exc})") from None
+    except Image.UnidentifiedImageError:
+        head = data[:256].lstrip().lower()
+        if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
+            raise CollageError(f"{where}: not an image (got an HTML/XML page)") from None
+        raise CollageError(f"{where}: not an image (unrecognised format)") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
+        raise CollageError(f"{where}: unreadable image header ({exc})") from None
+    w, h = img.size
+    if w <= 0 or h <= 0:
+        img.close()
+        raise CollageError(f"{where}: empty image {w}x{h}")
+    if w * h > max_pixels:
+        img.close()
+        raise CollageError(
+            f"{where}: decompression bomb guard, {w}x{h} = {w * h} px > {max_pixels} px"
+        )
+    return img
+
+
+def _load(index: int, img: ImageFile.ImageFile) -> None:
+    """Decode, turning every decoder failure into a readable CollageError."""
+    try:
+        img.load()
+    except Image.DecompressionBombError as exc:
+        raise CollageError(f"photo {index + 1}: decompression bomb ({exc})") from None
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
+        text = str(exc) or type(exc).__name__
+        if "truncated" in text:
+            raise CollageError(f"photo {index + 1}: truncated image ({text})") from None
+        raise CollageError(f"photo {index + 1}: corrupt image data ({text})") from None
+
+
+def _decode_into(index: int, img: ImageFile.ImageFile, canvas: Image.Image, x: int) -> bool:
+    """Decode a baseline RGB JPEG directly into ``canvas`` at column ``x``; False if unsuitable.
+
+    Pillow decoders write into the tile's extents of ``self.im``; pointing that at the canvas
+    with the extents shifted by ``x`` saves the photo's own buffer, a copy and a paste.
+    """
+    if (
+        type(img) is not JpegImagePlugin.JpegImageFile
+        or img.mode != "RGB"
+        or len(img.tile) != 1
+        or img.tile[0][0] != "jpeg"
+    ):
+        return False
+    tile = img.tile[0]
+    w, h = img.size
+    if tuple(tile[1]) != (0, 0, w, h) or h != canvas.height:
+        return False
+    img.tile = [ImageFile._Tile(tile[0], (x, 0, x + w, h), tile[2], tile[3])]
+    img.im = canvas.im
+    try:
+        _load(index, img)
+    finally:
+        img._im = None  # detach: closing the photo must not touch the canvas
+    return True
+
+
+def _to_pasteable(img: Image.Image) -> Image.Image:
+    """Bring any mode to RGB, L (pasted as grey) or an alpha mode (composited on white)."""
+    mode = img.mode
+    if mode == "RGB" or mode in _GREY_MODES or mode in _ALPHA_MODES - {"PA"}:
+        return img
+    if mode in ("P", "PA"):
+        has_alpha = mode == "PA" or "transparency" in img.info
+        return img.convert("RGBA" if has_alpha else "RGB")
+    if mode in _DEEP_MODES:
+        # I;16* is 16-bit by definition; I / F only when their values exceed 8 bits.
+        wide = img if mode in ("I", "F") else img.convert("I")
+        hi = wide.getextrema()[1]
+        if mode.startswith("I;16") or (isinstance(hi, (int, float)) and hi > 255):
+            wide = wide.point(lambda v: v * (1 / 256))
+        return wide.convert("L")
+    return img.convert("RGB")
+
+
+def _paste(canvas: Image.Image, img: Image.Image, x: int) -> None:
+    """Paste at (x, 0); alpha photos go over a white slot so transparency reads as white."""
+    if img.mode in _ALPHA_MODES:
+        canvas.paste((255, 255, 255), (x, 0, x + img.width, img.height))
+        canvas.paste(img, (x, 0), img)
+    else:
+        canvas.paste(img, (x, 0))
+
+
+def build_collage(
+    photos: Sequence[bytes],
+    *,
+    quality: int = 95,
+    max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS,
+    max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS,
+) -> CollageResult:
+    """Glue one SKU's photos into a JPEG (q=95, 4:4:4) at the tallest photo's full height.
+
+    Raises CollageError for no photos, empty/HTML/non-image/truncated/corrupt bytes,
+    decompression bombs (per photo and for the resulting canvas) and canvases wider than
+    JPEG allows. Memory: the canvas plus at most one decoded photo and its resized copy.
+    """
+    if not photos:
+        raise CollageError("no photos")
+    opened: list[ImageFile.ImageFile] = []
+    try:
+        for i, data in enumerate(photos):
+            opened.append(_open(i, data, max_photo_pixels))
+        sources = tuple(img.size for img in opened)
+        targets, width, height = collage_geometry(sources)
+        if width > JPEG_MAX_DIMENSION or height > JPEG_MAX_DIMENSION:
+            raise CollageError(
+                f"collage {width}x{height} exceeds the JPEG limit of {JPEG_MAX_DIMENSION} px"
+            )
+        if width * height > max_canvas_pixels:
+            raise CollageError(
+                f"collage {width}x{height} = {width * height} px exceeds the "
+                f"{max_canvas_pixels} px limit (decompression bomb guard)"
+            )
+        # Zeroed (lazily mapped) memory: every column is covered by exactly one photo.
+        canvas = Image.new("RGB", (width, height), None)
+        x = 0
+        for i, (img, target) in enumerate(zip(opened, targets, strict=True)):
+            if not (img.size == target and _decode_into(i, img, canvas, x)):
+                _load(i, img)
+                src = _to_pasteable(img)
+                if src.size != target:
+                    src = src.resize(target, Image.Resampling.LANCZOS)
+                _paste(canvas, src, x)
+                del src
+            img.close()
+            x += target[0]
+        opened.clear()
+        buf = BytesIO()
+        canvas.save(buf, format="JPEG", quality=quality, subsampling=0)
+        del canvas
+        return CollageResult(
+            jpeg=buf.getvalue(),
+            width=width,
+            height=height,
+            photo_sizes=tuple(targets),
+            source_sizes=sources,
+        )
+    finally:
+        for img in opened:
+            img.close()

@@ -1,0 +1,139 @@
+"""Run ``build_collage`` over many SKUs in worker processes, one SKU per process at a time.
+
+Why processes: Pillow's codecs and resampler are CPU-bound C; one process per core gives the
+throughput and isolates a crash (or an out-of-memory kill) to the SKUs it was handling.
+Why bounded: a collage canvas is ~110 MB, and queued inputs/results are megabytes each, so
+at most ``max_in_flight`` SKUs are submitted at once and the input iterable is consumed
+lazily (it may download photos on demand). ``max_tasks_per_child`` recycles workers so
+allocator fragmentation cannot grow without bound.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Generic, TypeVar
+
+from unde_dagster.collages.compose import CollageError, CollageResult, build_collage
+
+K = TypeVar("K", bound=Hashable)
+
+DEFAULT_MAX_TASKS_PER_CHILD = 200
+
+
+def _worker(photos: Sequence[bytes], quality: int) -> CollageResult:
+    """Worker entry point: any non-CollageError is wrapped so it pickles back readably."""
+    try:
+        return build_collage(photos, quality=quality)
+    except CollageError:
+        raise
+    except MemoryError:
+        raise CollageError("out of memory while building the collage") from None
+    except Exception as exc:  # a bug or an exotic decoder error must not kill the batch
+        raise CollageError(f"unexpected {type(exc).__name__}: {exc}") from None
+
+
+class CollagePool(Generic[K]):
+    """Map ``build_collage`` over ``(sku_key, photos)`` pairs, yielding results as they finish.
+
+    Each yielded item is ``(sku_key, CollageResult | CollageError)``: a bad SKU, and even a
+    dead worker process, becomes an error for the SKUs concerned while the rest go on.
+    """
+
+    def __init__(
+        self,
+        workers: int | None = None,
+        *,
+        max_in_flight: int | None = None,
+        max_tasks_per_child: int = DEFAULT_MAX_TASKS_PER_CHILD,
+        quality: int = 95,
+        worker: Callable[[Sequence[bytes], int], CollageResult] = _worker,
+    ) -> None:
+        self.workers = workers or min(2, os.cpu_count() or 1)
+        self.max_in_flight = max(max_in_flight or self.workers + 1, 1)
+        self.max_tasks_per_child = max_tasks_per_child
+        self.quality = quality
+        self._worker = worker
+        self._executor: ProcessPoolExecutor | None = None
+
+    def _start(self) -> ProcessPoolExecutor:
+        if self._executor is None:
+            # max_tasks_per_child is incompatible with fork; forkserver starts fast and
+            # does not inherit the parent's threads or open connections.
+            self._executor = ProcessPoolExecutor(
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("forkserver"),
+                max_tasks_per_child=self.max_tasks_per_child,
+            )
+        return self._executor
+
+    def close(self) -> None:
+        """Stop the workers (waits for running SKUs)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=True)
+            self._executor = None
+
+    def __enter__(self) -> CollagePool[K]:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def map(
+        self, skus: Iterable[tuple[K, Sequence[bytes]]]
+    ) -> Iterator[tuple[K, CollageResult | CollageError]]:
+        """Yield ``(key, result_or_error)`` in completion order, never more than
+        ``max_in_flight`` SKUs submitted at once."""
+        pending: dict[Future[Any], K] = {}
+        source = iter(skus)
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < self.max_in_flight:
+                try:
+                    key, photos = next(source)
+                except StopIteration:
+                    exhausted = True
+                    break
+                try:
+                    fut = self._start().submit(self._worker, list(photos), self.quality)
+                except BrokenProcessPool:
+                    self._reset()
+                    fut = self._start().submit(self._worker, list(photos), self.quality)
+                pending[fut] = key
+            if not pending:
+                return
+            done, _ = wait(pending, return_when=FIRST_COMPLETED)
+            if any(_is_broken(fut) for fut in done):
+                # Every SKU on a broken pool fails with it: settle them all, then restart.
+                done, _ = wait(pending)
+                self._reset()
+            for fut in done:
+                yield pending.pop(fut), _outcome(fut)
+
+    def _reset(self) -> None:
+        """Replace a broken executor; SKUs still pending on it get their own errors."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+
+def _is_broken(fut: Future[Any]) -> bool:
+    return not fut.cancelled() and isinstance(fut.exception(), BrokenProcessPool)
+
+
+def _outcome(fut: Future[Any]) -> CollageResult | CollageError:
+    """A finished future as a value: the result, or a CollageError saying what went wrong."""
+    if fut.cancelled():
+        return CollageError("cancelled before it ran")
+    exc = fut.exception()
+    if exc is None:
+        result: CollageResult = fut.result()
+        return result
+    if isinstance(exc, CollageError):
+        return exc
+    if isinstance(exc, BrokenProcessPool):
+        return CollageError("collage worker process died (killed or out of memory)")
+    return CollageError(f"unexpected {type(exc).__name__}: {exc}")
