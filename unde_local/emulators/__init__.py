@@ -65,13 +65,13 @@ class Emulators:
                  apify_token: str = "local-apify-token", proxy_user: str = "brd-customer-local",
                  proxy_password: str = "local-proxy-password", data_dir: Path | None = None,
                  cdn_base_url: str = DEFAULT_CDN_BASE_URL, run_duration_s: float = 0.5,
-                 seed: int = 0) -> None:
+                 seed: int = 0, warm_photos: bool = False) -> None:
         self.host, self.ports = host, dict(ports or {})
         self.tasks = dict(tasks if tasks is not None else default_tasks())
         self.items_per_brand, self.apify_token = items_per_brand, apify_token
         self.proxy_user, self.proxy_password = proxy_user, proxy_password
         self.data_dir, self.cdn_base_url = data_dir, cdn_base_url.rstrip("/")
-        self.run_duration_s, self.seed = run_duration_s, seed
+        self.run_duration_s, self.seed, self.warm_photos = run_duration_s, seed, warm_photos
         self.faults: dict[str, FaultInjector] = {}
         self.photo_pool = PhotoPool(seed, data_dir / "photo-cache" if data_dir else None)
         self.urls: EmulatorUrls | None = None
@@ -134,6 +134,9 @@ class Emulators:
             self.stop()
             raise
         self.urls = self._make_urls(ports)
+        if self.warm_photos:  # ~5 s of CPU once; the disk cache in data_dir makes it one-off
+            threading.Thread(target=self.photo_pool.warm, name="unde-photo-warm",
+                             daemon=True).start()
         return self.urls
 
     def _make_urls(self, ports: dict[str, int]) -> EmulatorUrls:
