@@ -24,6 +24,9 @@ setup(
         "boto3>=1.40",
         "requests>=2.32",
         "PyYAML>=6",
+        # SQLAlchemy 2.1 maps postgresql:// to psycopg 3, which breaks dagster-postgres's
+        # NOTIFY with a bound parameter; 2.0 keeps psycopg2 (dagster-postgres's own driver).
+        "SQLAlchemy>=2.0,<2.1",
     ],
     extras_require={
         "dev": [

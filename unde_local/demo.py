@@ -1,0 +1,43 @@
+"""The demo: run the brand pipeline job for one brand on the local stack and summarise."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import dagster as dg
+import psycopg
+
+from unde_dagster.definitions import BRAND_PIPELINE_JOB, defs
+
+
+def run_demo(brand: str) -> None:
+    instance = dg.DagsterInstance.get()
+    job = defs.resolve_job_def(BRAND_PIPELINE_JOB)
+    started = time.monotonic()
+    result = job.execute_in_process(partition_key=brand, instance=instance, raise_on_error=False)
+    elapsed = time.monotonic() - started
+    print(f"\n== {BRAND_PIPELINE_JOB} for {brand}: "
+          f"{'SUCCESS' if result.success else 'FAILED'} in {elapsed:.1f}s "
+          f"(run {result.run_id})")
+    for event in result.get_asset_materialization_events():
+        mat = event.step_materialization_data.materialization
+        shown = {
+            k: v.value for k, v in mat.metadata.items()
+            if isinstance(v.value, int | float | str) and not str(v.value).startswith("![")
+        }
+        print(f"  {mat.asset_key.to_user_string()}: {shown}")
+    with psycopg.connect(os.environ["STAGING_DB_URL"]) as conn:
+        rows = conn.execute(
+            "SELECT image_status, count(*) FROM raw_products WHERE brand = %s "
+            "GROUP BY 1 ORDER BY 1", (brand,)
+        ).fetchall()
+        print(f"  raw_products of {brand} by image_status: {dict(rows)}")
+        logs = conn.execute(
+            "SELECT scraper_name, status, records_fetched, records_new, records_errors "
+            "FROM scraper_logs WHERE run_id = %s ORDER BY id", (result.run_id,)
+        ).fetchall()
+        for log in logs:
+            print(f"  scraper_logs: {log}")
+    if not result.success:
+        raise SystemExit(1)
