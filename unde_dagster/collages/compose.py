@@ -40,9 +40,12 @@ from io import BytesIO
 
 from PIL import Image, ImageFile, JpegImagePlugin
 
-# Formats a product photo can plausibly be in. Restricting ``Image.open`` keeps exotic
-# decoders (EPS runs Ghostscript, for one) out of reach of downloaded bytes.
-_FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+# Formats a product photo can plausibly be in (MPO comes through the JPEG opener).
+# Restricting ``Image.open`` keeps exotic decoders (EPS runs Ghostscript, for one) out of
+# reach of downloaded bytes.
+_WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
+Image.init()
+_FORMATS = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
 
 JPEG_MAX_DIMENSION = 65_535
 DEFAULT_MAX_PHOTO_PIXELS = 50_000_000

@@ -1,0 +1,243 @@
+"""Collage composition: seed-identical geometry and pixels, JPEG settings, bad input, pool."""
+
+from __future__ import annotations
+
+import os
+import random
+import struct
+import zlib
+from collections.abc import Sequence
+from io import BytesIO
+
+import pytest
+from PIL import Image, ImageChops, ImageStat, JpegImagePlugin
+
+from bench.seed_collage import seed_collage, seed_geometry
+from unde_dagster.collages.compose import (
+    CollageError,
+    CollageResult,
+    build_collage,
+    collage_geometry,
+)
+from unde_dagster.collages.pool import CollagePool
+
+MIXED = [(192, 288), (150, 225), (102, 154), (192, 256), (80, 120)]
+
+
+def photo(w: int, h: int, seed: int = 0, fmt: str = "JPEG", **save: object) -> bytes:
+    """A small photo-like RGB JPEG (gradients + noise)."""
+    rnd = random.Random(seed)
+    lin = Image.linear_gradient("L").resize((w, h)).rotate(rnd.uniform(0, 90))
+    noise = Image.effect_noise((w, h), 40)
+    img = Image.merge("RGB", (lin, noise, Image.radial_gradient("L").resize((w, h))))
+    buf = BytesIO()
+    img.save(buf, fmt, quality=90, **save)
+    return buf.getvalue()
+
+
+def encoded(img: Image.Image, fmt: str = "PNG", **save: object) -> bytes:
+    buf = BytesIO()
+    img.save(buf, fmt, **save)
+    return buf.getvalue()
+
+
+def decode(data: bytes) -> Image.Image:
+    img = Image.open(BytesIO(data))
+    img.load()
+    return img
+
+
+# --- geometry --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        MIXED,
+        [(1920, 2880), (1500, 2250), (1024, 1536), (1920, 2560), (800, 1200)],
+        [(1000, 1499), (333, 777), (1, 3), (4096, 2731)],
+        [(640, 960)] * 5,
+    ],
+)
+def test_geometry_is_the_seeds(sizes: list[tuple[int, int]]) -> None:
+    assert collage_geometry(sizes) == seed_geometry(sizes)
+
+
+def test_geometry_random_sizes_match_seed() -> None:
+    rnd = random.Random(7)
+    for _ in range(500):
+        sizes = [(rnd.randint(1, 5000), rnd.randint(1, 5000)) for _ in range(rnd.randint(1, 6))]
+        assert collage_geometry(sizes) == seed_geometry(sizes)
+
+
+def test_geometry_rejects_nothing() -> None:
+    with pytest.raises(CollageError, match="no photos"):
+        collage_geometry([])
+
+
+# --- output ------------------------------------------------------------------------------
+
+
+def test_mixed_output_is_seed_identical_jpeg_444_q95() -> None:
+    photos = [photo(w, h, i) for i, (w, h) in enumerate(MIXED)]
+    result = build_collage(photos)
+    assert isinstance(result, CollageResult)
+    targets, width, height = seed_geometry(MIXED)
+    assert (result.width, result.height) == (width, height)
+    assert list(result.photo_sizes) == targets
+    assert list(result.source_sizes) == MIXED
+
+    ours, seed = decode(result.jpeg), decode(seed_collage(photos))
+    assert ours.format == "JPEG" and ours.mode == "RGB"
+    assert ours.size == (width, height)
+    assert JpegImagePlugin.get_sampling(ours) == 0  # 4:4:4
+    reference = decode(encoded(Image.new("RGB", (8, 8)), "JPEG", quality=95, subsampling=0))
+    assert ours.quantization == reference.quantization  # quality 95 tables
+    diff = ImageStat.Stat(ImageChops.difference(ours, seed)).mean
+    assert max(diff) < 0.5
+    assert result.jpeg == seed_collage(photos)  # same decoder, resampler and encoder
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_equal_heights_decoded_into_canvas_match_seed(progressive: bool) -> None:
+    photos = [photo(160, 240, i, progressive=progressive) for i in range(4)]
+    result = build_collage(photos)
+    assert (result.width, result.height) == (640, 240)
+    assert result.jpeg == seed_collage(photos)
+
+
+def test_quality_is_honoured() -> None:
+    photos = [photo(64, 96, 1), photo(40, 60, 2)]
+    low = decode(build_collage(photos, quality=50).jpeg)
+    ref = decode(encoded(Image.new("RGB", (8, 8)), "JPEG", quality=50, subsampling=0))
+    assert low.quantization == ref.quantization
+
+
+# --- modes -----------------------------------------------------------------------------
+
+
+def test_alpha_and_palette_transparency_composite_on_white() -> None:
+    rgba = Image.new("RGBA", (40, 60), (255, 0, 0, 255))
+    rgba.paste((0, 0, 0, 0), (0, 0, 20, 60))  # left half fully transparent black
+    pal = Image.new("P", (40, 60), 0)
+    pal.putpalette([0, 0, 0, 0, 0, 255] + [0] * 762)
+    pal.paste(1, (20, 0, 40, 60))
+    la = Image.new("LA", (40, 60), (0, 0))
+    photos = [
+        encoded(rgba),
+        encoded(pal, transparency=0),
+        encoded(la),
+        photo(40, 60, 3),
+    ]
+    out = decode(build_collage(photos).jpeg).convert("RGB")
+    assert out.size == (160, 60)
+
+    def near(px: tuple[int, ...], want: tuple[int, int, int]) -> bool:
+        return all(abs(a - b) <= 8 for a, b in zip(px, want, strict=True))
+
+    assert near(out.getpixel((5, 30)), (255, 255, 255))  # transparent -> white
+    assert near(out.getpixel((35, 30)), (255, 0, 0))
+    assert near(out.getpixel((45, 30)), (255, 255, 255))  # palette transparency -> white
+    assert near(out.getpixel((75, 30)), (0, 0, 255))
+    assert near(out.getpixel((100, 30)), (255, 255, 255))  # fully transparent LA
+
+
+def test_cmyk_grey_bilevel_and_16_bit_are_converted() -> None:
+    cmyk = encoded(Image.new("CMYK", (30, 60), (0, 255, 255, 0)), "JPEG", quality=95)
+    grey = encoded(Image.new("L", (30, 30), 100), "JPEG", quality=95)
+    bilevel = encoded(Image.new("1", (30, 60), 1))
+    rows = struct.pack("<H", 65535) * (30 * 30) + struct.pack("<H", 32768) * (30 * 30)
+    deep = Image.frombytes("I;16", (30, 60), rows)
+    out = decode(build_collage([cmyk, grey, bilevel, encoded(deep)]).jpeg)
+    assert out.size == (30 + 60 + 30 + 30, 60)
+    r, g, b = out.getpixel((15, 30))
+    assert r > 200 and g < 60 and b < 60  # CMYK red is red
+    assert all(abs(v - 100) <= 4 for v in out.getpixel((60, 30)))  # grey stays grey
+    assert min(out.getpixel((105, 30))) > 245  # "1" white pixels
+    assert min(out.getpixel((135, 10))) > 250  # 16-bit full scale -> 255, not clipped noise
+    assert all(abs(v - 128) <= 3 for v in out.getpixel((135, 50)))  # 32768 -> 128
+
+
+# --- bad input -----------------------------------------------------------------------------
+
+
+def _png_with_size(width: int, height: int) -> bytes:
+    """A tiny PNG whose header claims width x height (IHDR rewritten, CRC fixed)."""
+    data = bytearray(encoded(Image.new("L", (1, 1))))
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    return bytes(data)
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"", "zero bytes"),
+        (b"<!DOCTYPE html><html><body>Access denied</body></html>", "HTML"),
+        (b"\x00\x01garbage" * 50, "not an image"),
+        (_png_with_size(20_000, 20_000), "decompression bomb"),
+        (_png_with_size(8_000, 8_000), "decompression bomb"),
+    ],
+)
+def test_bad_photo_is_a_readable_error(payload: bytes, reason: str) -> None:
+    with pytest.raises(CollageError, match=reason) as err:
+        build_collage([photo(40, 60), payload])
+    assert err.value.reason.startswith("photo 2:")
+
+
+@pytest.mark.parametrize("progressive", [False, True])
+def test_truncated_jpeg_is_rejected(progressive: bool) -> None:
+    good = photo(200, 300, 4, progressive=progressive)
+    with pytest.raises(CollageError, match="truncated"):
+        build_collage([good, good[: len(good) // 2]])
+    with pytest.raises(CollageError, match="truncated"):
+        build_collage([photo(100, 150, 5), good[: len(good) // 2]])  # resized path too
+
+
+def test_no_photos_and_oversized_canvas_are_rejected() -> None:
+    with pytest.raises(CollageError, match="no photos"):
+        build_collage([])
+    strip = encoded(Image.new("RGB", (4000, 4), "white"))
+    tall = encoded(Image.new("RGB", (4, 400), "white"))
+    with pytest.raises(CollageError, match="JPEG limit"):
+        build_collage([strip, tall])
+    with pytest.raises(CollageError, match="px limit"):
+        build_collage([photo(40, 60), photo(40, 60)], max_canvas_pixels=1000)
+
+
+# --- pool ----------------------------------------------------------------------------------
+
+
+def dying_worker(photos: Sequence[bytes], quality: int) -> CollageResult:
+    """Simulates a worker killed mid-SKU (e.g. by the OOM killer)."""
+    if photos and photos[0] == b"die":
+        os._exit(3)
+    return build_collage(photos, quality=quality)
+
+
+def test_pool_reports_per_sku_errors_and_keeps_going() -> None:
+    good = [photo(48, 72, 1), photo(32, 48, 2)]
+    skus = [("a", good), ("bad", [b""]), ("html", [b"<html>"]), ("b", good), ("none", [])]
+    with CollagePool(2, max_in_flight=2) as pool:
+        results = dict(pool.map(iter(skus)))
+    assert set(results) == {"a", "bad", "html", "b", "none"}
+    a, b = results["a"], results["b"]
+    assert isinstance(a, CollageResult) and isinstance(b, CollageResult)
+    assert a.jpeg == seed_collage(good)
+    for key in ("bad", "html", "none"):
+        assert isinstance(results[key], CollageError)
+    bad = results["bad"]
+    assert isinstance(bad, CollageError) and "zero bytes" in bad.reason
+
+
+def test_pool_survives_a_dead_worker() -> None:
+    good = [photo(48, 72, 1)]
+    skus = [("dies", [b"die"]), ("after-1", good), ("after-2", good)]
+    with CollagePool(2, max_in_flight=1, worker=dying_worker) as pool:
+        results = dict(pool.map(skus))
+    dead = results["dies"]
+    assert isinstance(dead, CollageError) and "died" in dead.reason
+    assert isinstance(results["after-1"], CollageResult)
+    assert isinstance(results["after-2"], CollageResult)
