@@ -126,6 +126,14 @@ def test_client_errors_fail_immediately(status: int) -> None:
     assert len(sleeps) == 1 and 0.5 <= sleeps[0] <= 2.0  # only the slot's politeness delay
 
 
+def test_redirect_is_not_followed() -> None:
+    async def moved(request: web.Request) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "https://elsewhere.test/a.jpg"})
+
+    err, _, seen = run(fetch_one(moved))  # type: ignore[misc]
+    assert isinstance(err, PhotoError) and err.reason == "redirect" and len(seen) == 1
+
+
 @pytest.mark.parametrize("status", [429, 503])
 def test_backoff_then_success(status: int) -> None:
     got, sleeps, seen = run(fetch_one(scripted(status, status)))  # type: ignore[misc]

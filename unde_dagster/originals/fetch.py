@@ -18,7 +18,8 @@ CDN sees us slow down rather than other slots taking its place):
   ``reset`` / ``connect_error`` / ``timeout``. Small on purpose: each timeout costs
   30 s and the SKU has 120 s in total.
 * 407 (proxy credentials) -> ``proxy_auth``; other 4xx -> ``http_<status>``; TLS
-  certificate failure -> ``tls_error``; no retry.
+  certificate failure -> ``tls_error``; 3xx -> ``redirect`` (redirects are not
+  followed, see ``_attempt``); no retry.
 * body larger than ``max_body_bytes`` -> ``too_large``; no retry.
 
 ``photo_timeout_s`` (30 s) bounds each attempt (connect + headers + body); the
@@ -272,6 +273,9 @@ class PhotoFetcher:
                 proxy_headers=(self._proxy_headers or None) if tunnel else None,
                 headers=headers,
                 timeout=aiohttp.ClientTimeout(total=s.photo_timeout_s),
+                # No auto-redirects: an http->https hop would carry our plain-http
+                # Proxy-Authorization header into the tunnel, to the origin.
+                allow_redirects=False,
             ) as resp:
                 status = resp.status
                 if status == 407:
@@ -280,6 +284,9 @@ class PhotoFetcher:
                     raise _Retry("rate_limit", f"http_{status}", f"HTTP {status}", status)
                 if status >= 500:
                     raise _Retry("transient", f"http_{status}", f"HTTP {status}{_brd(resp)}")
+                if 300 <= status < 400:
+                    where = resp.headers.get("Location", "?")[:120]
+                    raise PhotoError("redirect", f"HTTP {status} redirect to {where}")
                 if status >= 400 or status < 200:
                     raise PhotoError(f"http_{status}", f"HTTP {status} {resp.reason or ''}")
                 data = await _read_limited(resp, s.max_body_bytes)
