@@ -3,7 +3,6 @@
 import dagster as dg
 
 from unde_dagster.catalog.assets import raw_products
-from unde_dagster.partitions import brand_partitions
 from unde_dagster.resources import resources_from_env
 
 BRAND_PIPELINE_JOB = "brand_catalog_pipeline"
@@ -11,7 +10,6 @@ BRAND_PIPELINE_JOB = "brand_catalog_pipeline"
 brand_catalog_pipeline = dg.define_asset_job(
     BRAND_PIPELINE_JOB,
     selection=dg.AssetSelection.assets(raw_products).downstream(),
-    partitions_def=brand_partitions,
     description="One brand end to end: catalog → originals → collages → Ximilar index.",
 )
 

@@ -92,7 +92,7 @@ def photo_urls(xmedia: Any) -> list[str]:
         if not isinstance(raw, str):
             continue
         url = raw.strip().replace("{width}", PHOTO_WIDTH)
-        if _URL.match(url) and url not in urls:
+        if _URL.fullmatch(url) and url not in urls:
             urls.append(url)
     return urls[:MAX_PHOTOS_PER_SKU]
 
@@ -110,7 +110,7 @@ def _id_part(value: Any) -> str | None:
     if isinstance(value, bool) or value is None:
         return None
     text = str(value).strip()
-    if not _ID_PART.match(text) or ".." in text:
+    if not _ID_PART.fullmatch(text) or ".." in text:
         return None
     return text
 

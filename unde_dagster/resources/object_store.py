@@ -7,12 +7,12 @@ import re
 from dagster_aws.s3 import S3Resource
 from pydantic import Field
 
-_SAFE_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}$")
+_SAFE_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 
 
 def _safe(part: str) -> str:
     """Key parts come from brand data; refuse anything that could escape the prefix."""
-    if not _SAFE_PART.match(part) or ".." in part:
+    if not _SAFE_PART.fullmatch(part) or ".." in part:
         raise ValueError(f"unsafe S3 key part {part!r}")
     return part
 

@@ -88,6 +88,21 @@ CREATE TABLE IF NOT EXISTS scraper_logs (
     created_at TIMESTAMPTZ DEFAULT NOW()
 );
 
+-- Tables created by an early server version may lack columns the seed DDL has.
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS run_id VARCHAR(100);
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS records_fetched INTEGER DEFAULT 0;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS records_new INTEGER DEFAULT 0;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS records_updated INTEGER DEFAULT 0;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS records_errors INTEGER DEFAULT 0;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS completed_at TIMESTAMPTZ;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS duration_seconds INTEGER;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS error_message TEXT;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS metadata JSONB;
+ALTER TABLE scraper_logs ADD COLUMN IF NOT EXISTS created_at TIMESTAMPTZ DEFAULT NOW();
+ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS ximilar_synced_at TIMESTAMPTZ;
+ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS synced_at TIMESTAMPTZ;
+ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS error_message TEXT;
+
 CREATE INDEX IF NOT EXISTS idx_raw_products_brand ON raw_products (brand);
 CREATE INDEX IF NOT EXISTS idx_raw_products_image_status ON raw_products (image_status);
 CREATE INDEX IF NOT EXISTS idx_raw_products_sync_status ON raw_products (sync_status);

@@ -1,0 +1,20 @@
+"""The code location loads, and every asset says which role (host) runs it."""
+
+import dagster as dg
+
+from unde_dagster.definitions import defs
+
+ROLES = {"apify", "downloader", "collage", "ximilar", "scraper", "generator"}
+
+
+def test_definitions_load() -> None:
+    dg.Definitions.validate_loadable(defs)
+
+
+def test_every_asset_has_a_role_group_and_tag() -> None:
+    graph = defs.resolve_asset_graph()
+    for key in graph.get_all_asset_keys():
+        node = graph.get(key)
+        assert node.group_name in ROLES, key
+        assert node.tags.get("unde/role") == node.group_name, key
+        assert node.owners, key
