@@ -26,7 +26,9 @@ def apify_control(stack: LocalStack) -> Iterator[str]:
     requests.put(f"{base}/_emulator/apify/catalog/{BRAND}", json=original, timeout=10)
 
 
-def materialize(resources: dict[str, Any], instance: dg.DagsterInstance) -> dg.ExecuteInProcessResult:
+def materialize(
+    resources: dict[str, Any], instance: dg.DagsterInstance
+) -> dg.ExecuteInProcessResult:
     return dg.materialize(
         [raw_products], partition_key=BRAND, resources=resources, instance=instance,
         raise_on_error=False,
