@@ -11,7 +11,7 @@ Variants:
   floor  codec + the LANCZOS resizes the geometry demands: the floor for any
          pixel-identical implementation on the mixed set
 
-Run:  .venv/bin/python bench/collage_bench.py [--runs 5] [--skus 12]
+Run:  .venv/bin/python bench/collage_bench.py [--rounds 3] [--runs 3] [--skus 8]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from io import BytesIO
 from pathlib import Path
+from typing import Any
 
 from PIL import Image
 
@@ -140,10 +141,16 @@ FUNCS = {"seed": run_seed, "ours": run_ours, "codec": run_codec, "floor": run_fl
 
 
 def _peak_rss_mib() -> float:
+    """This process's peak RSS. VmHWM, not ru_maxrss: Linux carries ru_maxrss over from the
+    parent across fork+exec, which would charge the bench driver's memory to every child."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def child_single(variant: str, set_name: str, directory: Path, runs: int) -> dict[str, float]:
+def child_single(variant: str, set_name: str, directory: Path, runs: int) -> dict[str, Any]:
     photos = load_set(directory, set_name)
     fn = FUNCS[variant]
     if variant in ("codec", "floor"):
@@ -154,16 +161,14 @@ def child_single(variant: str, set_name: str, directory: Path, runs: int) -> dic
         start = time.perf_counter()
         fn(photos)
         times.append(time.perf_counter() - start)
-    result = {"ms": statistics.median(times) * 1000, "rss": _peak_rss_mib(), "base": base}
     if variant == "floor":  # remove the double decode of resized photos
-        redecode = []
-        for _ in range(runs):
+        tallest = max(h for _, h in SETS[set_name])
+        resized = [p for p, s in zip(photos, SETS[set_name], strict=True) if s[1] != tallest]
+        for i in range(runs):
             start = time.perf_counter()
-            _decode_all([p for p, s in zip(photos, SETS[set_name], strict=True)
-                         if s[1] != max(h for _, h in SETS[set_name])])
-            redecode.append(time.perf_counter() - start)
-        result["ms"] -= statistics.median(redecode) * 1000
-    return result
+            _decode_all(resized)
+            times[i] -= time.perf_counter() - start
+    return {"times": [t * 1000 for t in times], "rss": _peak_rss_mib(), "base": base}
 
 
 def child_pool(variant: str, set_name: str, directory: Path, skus: int) -> dict[str, float]:
@@ -178,7 +183,7 @@ def child_pool(variant: str, set_name: str, directory: Path, skus: int) -> dict[
     return {"sku_s": skus / elapsed}
 
 
-def spawn(args: list[str]) -> dict[str, float]:
+def spawn(args: list[str]) -> dict[str, Any]:
     out = subprocess.run(
         [sys.executable, __file__, "--child", *args], check=True, capture_output=True, text=True
     )
@@ -191,8 +196,11 @@ def main() -> None:
         "Prints ms/SKU (1 process, median), SKUs/s (2 processes) and peak RSS per variant, "
         "each measured in a fresh subprocess on the same generated photo-like JPEGs."
     )
-    parser.add_argument("--runs", type=int, default=5, help="single-process repeats (median)")
-    parser.add_argument("--skus", type=int, default=12, help="SKUs timed per 2-process run")
+    parser.add_argument("--runs", type=int, default=3,
+                        help="single-process repeats per subprocess (median over all rounds)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds of fresh subprocesses per variant")
+    parser.add_argument("--skus", type=int, default=8, help="SKUs timed per 2-process run")
     parser.add_argument("--sets", default="equal,mixed", help="comma list of: equal, mixed")
     parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -206,8 +214,9 @@ def main() -> None:
         print(json.dumps(res))
         return
 
-    print(f"Pillow {Image.__version__}, {os.cpu_count()} CPUs, runs={args.runs}, "
-          f"skus={args.skus}")
+    print(f"Pillow {Image.__version__}, {os.cpu_count()} CPUs, load avg "
+          f"{os.getloadavg()[0]:.2f}, rounds={args.rounds} x runs={args.runs}, "
+          f"skus={args.skus} per 2-process run")
     with tempfile.TemporaryDirectory(prefix="collage-bench-") as tmp:
         directory = Path(tmp)
         generate(directory)
@@ -218,12 +227,26 @@ def main() -> None:
                   f"({mb:.1f} MiB of input JPEG)")
             print(f"{'variant':<8}{'ms/SKU':>10}{'SKU/s x2':>10}{'peak RSS':>11}{'idle RSS':>10}")
             rows: dict[str, dict[str, float]] = {}
-            for variant in VARIANTS:
-                if variant == "floor" and set_name == "equal":
-                    continue
-                row = spawn(["single", variant, set_name, tmp, str(args.runs)])
-                if variant in ("seed", "ours"):
-                    row |= spawn(["pool", variant, set_name, tmp, str(args.skus)])
+            variants = [v for v in VARIANTS if not (v == "floor" and set_name == "equal")]
+            samples: dict[str, list[float]] = {v: [] for v in variants}
+            rates: dict[str, list[float]] = {v: [] for v in ("seed", "ours")}
+            peaks: dict[str, tuple[float, float]] = {}
+            # Rounds interleave the variants so background load hits them alike.
+            for _ in range(args.rounds):
+                for variant in variants:
+                    res = spawn(["single", variant, set_name, tmp, str(args.runs)])
+                    samples[variant] += res["times"]
+                    old = peaks.get(variant, (0.0, 0.0))
+                    peaks[variant] = (max(old[0], res["rss"]), max(old[1], res["base"]))
+                for variant in rates:
+                    rates[variant].append(
+                        spawn(["pool", variant, set_name, tmp, str(args.skus)])["sku_s"]
+                    )
+            for variant in variants:
+                row = {"ms": statistics.median(samples[variant]),
+                       "rss": peaks[variant][0], "base": peaks[variant][1]}
+                if variant in rates:
+                    row["sku_s"] = statistics.median(rates[variant])
                 rows[variant] = row
                 tput = f"{row['sku_s']:.2f}" if "sku_s" in row else "-"
                 rss = f"{row['rss']:.0f} MiB" if variant in ("seed", "ours") else "-"

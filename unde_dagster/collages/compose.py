@@ -10,7 +10,8 @@ doing less work around the same codec and resampler calls:
 - a photo already at the target height (RGB JPEG) is decoded *straight into its slot of the
   canvas* (the decoder writes at a column offset), so it is never copied, resized or pasted;
 - other photos are decoded, resized (only if their height differs), pasted and released one
-  at a time, so at most one decoded photo and one resized copy live next to the canvas;
+  at a time, so at most one decoded photo and its resized copy live next to the canvas (the
+  seed held every decoded photo and every resized copy at once);
 - the canvas is never filled with white because the photos cover it exactly (only the slots
   of photos with transparency are painted white first); it is encoded once.
 
@@ -228,7 +229,12 @@ def build_collage(
                 _load(i, img)
                 src = _to_pasteable(img)
                 if src.size != target:
-                    src = src.resize(target, Image.Resampling.LANCZOS)
+                    # One-shot resize on purpose: Pillow 13 picks the pass order per call by
+                    # cost, so banding with ``box`` flips it and moves pixels by up to 12
+                    # levels; the whole-photo call is the seed's, byte for byte.
+                    resized = src.resize(target, Image.Resampling.LANCZOS)
+                    img.close()
+                    src = resized  # the decoded photo is released before the paste
                 _paste(canvas, src, x)
                 del src
             img.close()
