@@ -3,6 +3,8 @@
 import dagster as dg
 
 from unde_dagster.catalog.assets import raw_products
+from unde_dagster.collages.assets import product_collages
+from unde_dagster.originals.assets import product_originals
 from unde_dagster.resources import resources_from_env
 
 BRAND_PIPELINE_JOB = "brand_catalog_pipeline"
@@ -14,7 +16,7 @@ brand_catalog_pipeline = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[raw_products],
+    assets=[raw_products, product_originals, product_collages],
     jobs=[brand_catalog_pipeline],
     resources=resources_from_env(),
 )

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import dagster as dg
 
 from unde_dagster.resources.apify import ApifyResource
+from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import ProductionDatabase, StagingDatabase
+from unde_dagster.resources.downloader import PhotoDownloader
 from unde_dagster.resources.object_store import ObjectStore
 
 
@@ -25,4 +28,25 @@ def resources_from_env() -> dict[str, Any]:
             public_base_url=dg.EnvVar("S3_PUBLIC_BASE_URL"),
         ),
         "apify": ApifyResource(api_url=dg.EnvVar("APIFY_API_URL"), token=dg.EnvVar("APIFY_TOKEN")),
+        "photo_downloader": PhotoDownloader(
+            proxy_url=dg.EnvVar("PROXY_URL"), **_optional_env(_DOWNLOADER_TUNING)
+        ),
+        "collage_maker": CollageMaker(),
+    }
+
+
+# Non-secret tuning read when present (the local stack shortens the politeness delays).
+_DOWNLOADER_TUNING = {
+    "PROXY_CA_BUNDLE": ("proxy_ca_bundle", str),
+    "DOWNLOAD_DELAY_MIN_S": ("delay_min_s", float),
+    "DOWNLOAD_DELAY_MAX_S": ("delay_max_s", float),
+    "DOWNLOAD_BACKOFF_S": ("backoff_s", str),
+}
+
+
+def _optional_env(spec: dict[str, tuple[str, type]]) -> dict[str, Any]:
+    return {
+        field: cast(os.environ[var])
+        for var, (field, cast) in spec.items()
+        if os.environ.get(var)
     }

@@ -1,0 +1,118 @@
+"""One batch of the collage stage: claimed `uploaded` SKUs → originals from S3 → collage.
+
+Photos are read from the store one SKU ahead of the process pool (bounded memory); each
+finished collage is uploaded and recorded at once, so a killed run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+
+from unde_dagster.collages.compose import CollageError, CollageResult
+from unde_dagster.collages.pool import CollagePool
+from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error
+from unde_dagster.resources.object_store import collage_key, original_key
+
+Upload = Callable[[str, bytes], str]
+Fetch = Callable[[str], bytes]
+
+
+@dataclass
+class CollageOutcome:
+    claimed: int = 0
+    done: int = 0
+    errors_by_reason: Counter[str] = field(default_factory=Counter)
+    bytes_uploaded: int = 0
+    preview_url: str | None = None
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_reason.values())
+
+
+def reason_code(message: str) -> str:
+    """A short, countable code from a readable error message."""
+    head = message.split(":", 1)[0].strip().lower()
+    return "_".join(head.split()[:4]) or "collage_error"
+
+
+def original_keys(row: dict[str, Any]) -> list[str]:
+    count = len(row.get("image_urls") or [])
+    return [original_key(row["brand"], row["external_id"], n) for n in range(1, count + 1)]
+
+
+def collage_batch(
+    rows: Sequence[dict[str, Any]],
+    *,
+    token: str,
+    conn: psycopg.Connection,
+    fetch: Fetch,
+    upload: Upload,
+    public_url: Callable[[str], str],
+    pool: CollagePool[int],
+) -> CollageOutcome:
+    outcome = CollageOutcome(claimed=len(rows))
+    by_id = {row["id"]: row for row in rows}
+
+    def fail(row: dict[str, Any], code: str, message: str) -> None:
+        outcome.errors_by_reason[code] += 1
+        if len(outcome.error_samples) < 10:
+            outcome.error_samples.append(f"{row['external_id']}: {message}")
+        mark_error(conn, COLLAGE_QUEUE, row["id"], token, message)
+
+    def inputs(readers: ThreadPoolExecutor) -> Iterator[tuple[int, list[bytes]]]:
+        for row in rows:
+            keys = original_keys(row)
+            if not keys:
+                fail(row, "no_originals", "no_originals: the SKU has no stored photos")
+                continue
+            try:
+                photos = list(readers.map(fetch, keys))
+            except Exception as exc:
+                detail = f"{type(exc).__name__}: {exc}"
+                fail(row, "original_unreadable", f"original_unreadable: {detail}")
+                continue
+            yield row["id"], photos
+
+    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="s3-read") as readers:
+        for row_id, result in pool.map(inputs(readers)):
+            row = by_id[row_id]
+            if isinstance(result, CollageError):
+                fail(row, reason_code(result.reason), result.reason)
+                continue
+            try:
+                _store(row, result, token, conn, upload, outcome)
+            except Exception as exc:  # S3 or DB failure on this SKU only
+                fail(row, "store_error", f"store_error: {type(exc).__name__}: {exc}")
+    return outcome
+
+
+def _store(
+    row: dict[str, Any],
+    result: CollageResult,
+    token: str,
+    conn: psycopg.Connection,
+    upload: Upload,
+    outcome: CollageOutcome,
+) -> None:
+    url = upload(collage_key(row["brand"], row["external_id"]), result.jpeg)
+    with conn.transaction():
+        cur = conn.execute(
+            "UPDATE raw_products SET collage_url = %s, image_status = 'collage_ready', "
+            "error_message = NULL, image_error_stage = NULL, claim_token = NULL, "
+            "claimed_until = NULL, updated_at = NOW() WHERE id = %s AND claim_token = %s",
+            (url, row["id"], token),
+        )
+    if cur.rowcount == 1:
+        outcome.done += 1
+        outcome.bytes_uploaded += len(result.jpeg)
+        outcome.sizes.append((result.width, result.height))
+        outcome.preview_url = outcome.preview_url or url

@@ -1,0 +1,132 @@
+"""One batch of the downloader: claimed rows → photos through the proxy → S3 → DB.
+
+Blocking work (boto3, psycopg) runs in threads off the download event loop; DB writes are
+serialised on the batch's one connection. Every SKU ends `uploaded` or `error` with a reason;
+nothing a single SKU does stops the batch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from psycopg.types.json import Jsonb
+
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error
+from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
+from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
+from unde_dagster.resources.object_store import original_key
+
+Upload = Callable[[str, bytes], str]  # (key, body) -> public URL
+
+
+@dataclass
+class OriginalsOutcome:
+    claimed: int = 0
+    done: int = 0
+    errors_by_reason: Counter[str] = field(default_factory=Counter)
+    photos_uploaded: int = 0
+    photos_skipped: int = 0
+    bytes_uploaded: int = 0
+    preview_url: str | None = None
+    error_samples: list[str] = field(default_factory=list)
+
+    @property
+    def errors(self) -> int:
+        return sum(self.errors_by_reason.values())
+
+
+def already_uploaded(row: dict[str, Any]) -> dict[int, str]:
+    """N → source URL of originals stored before, if the SKU's stored list still has N."""
+    sources = row.get("original_sources") or {}
+    stored = len(row.get("image_urls") or [])
+    return {int(n): url for n, url in sources.items() if str(n).isdigit() and int(n) <= stored}
+
+
+def to_sku(row: dict[str, Any]) -> SkuPhotos:
+    return SkuPhotos(
+        sku_id=row["external_id"],
+        original_image_urls=list(row.get("original_image_urls") or []),
+        already_uploaded=already_uploaded(row),
+        context=row,
+    )
+
+
+def download_batch(
+    rows: list[dict[str, Any]],
+    *,
+    token: str,
+    conn: psycopg.Connection,
+    upload: Upload,
+    public_url: Callable[[str], str],
+    fetch_settings: FetchSettings,
+    download_settings: DownloadSettings,
+) -> OriginalsOutcome:
+    outcome = OriginalsOutcome(claimed=len(rows))
+    db_lock = threading.Lock()
+
+    def store(sku: SkuPhotos, result: SkuResult) -> None:
+        row = sku.context
+        if result.error is not None:
+            reason, message = result.error.reason, str(result.error)
+        else:
+            try:
+                reason, message = "", ""
+                _upload_and_record(row, result, token, conn, db_lock, upload, public_url, outcome)
+                return
+            except Exception as exc:  # S3 or DB failure: this SKU fails, the batch goes on
+                reason, message = "store_error", f"store_error: {type(exc).__name__}: {exc}"
+        outcome.errors_by_reason[reason] += 1
+        if len(outcome.error_samples) < 10:
+            outcome.error_samples.append(f"{row['external_id']}: {message}")
+        with db_lock:
+            mark_error(conn, DOWNLOAD_QUEUE, row["id"], token, message)
+
+    async def on_done(sku: SkuPhotos, result: SkuResult) -> None:
+        await asyncio.to_thread(store, sku, result)
+
+    async def run() -> None:
+        async with PhotoFetcher(fetch_settings) as fetcher:
+            await download_skus([to_sku(r) for r in rows], fetcher, on_done, download_settings)
+
+    asyncio.run(run())
+    return outcome
+
+
+def _upload_and_record(
+    row: dict[str, Any],
+    result: SkuResult,
+    token: str,
+    conn: psycopg.Connection,
+    db_lock: threading.Lock,
+    upload: Upload,
+    public_url: Callable[[str], str],
+    outcome: OriginalsOutcome,
+) -> None:
+    brand, ext = row["brand"], row["external_id"]
+    sources = {str(n): url for n, url in already_uploaded(row).items()}
+    for photo in result.photos:
+        upload(original_key(brand, ext, photo.n), photo.data)
+        sources[str(photo.n)] = photo.url
+        outcome.photos_uploaded += 1
+        outcome.bytes_uploaded += len(photo.data)
+    count = len(result.photos) + len(result.skipped)
+    urls = [public_url(original_key(brand, ext, n)) for n in range(1, count + 1)]
+    sources = {n: u for n, u in sources.items() if int(n) <= count}
+    with db_lock, conn.transaction():
+        cur = conn.execute(
+            "UPDATE raw_products SET image_urls = %s, original_sources = %s, "
+            "image_status = 'uploaded', error_message = NULL, image_error_stage = NULL, "
+            "claim_token = NULL, claimed_until = NULL, updated_at = NOW() "
+            "WHERE id = %s AND claim_token = %s",
+            (Jsonb(urls), Jsonb(sources), row["id"], token),
+        )
+    if cur.rowcount == 1:
+        outcome.done += 1
+        outcome.photos_skipped += len(result.skipped)
+        outcome.preview_url = outcome.preview_url or (urls[0] if urls else None)
