@@ -6,6 +6,7 @@ from unde_dagster.catalog.assets import raw_products
 from unde_dagster.collages.assets import product_collages
 from unde_dagster.originals.assets import product_originals
 from unde_dagster.resources import resources_from_env
+from unde_dagster.ximilar.assets import ximilar_index
 
 BRAND_PIPELINE_JOB = "brand_catalog_pipeline"
 
@@ -16,7 +17,7 @@ brand_catalog_pipeline = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[raw_products, product_originals, product_collages],
+    assets=[raw_products, product_originals, product_collages, ximilar_index],
     jobs=[brand_catalog_pipeline],
     resources=resources_from_env(),
 )

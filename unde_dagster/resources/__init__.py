@@ -12,6 +12,7 @@ from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import ProductionDatabase, StagingDatabase
 from unde_dagster.resources.downloader import PhotoDownloader
 from unde_dagster.resources.object_store import ObjectStore
+from unde_dagster.resources.ximilar import XimilarResource
 
 
 def resources_from_env() -> dict[str, Any]:
@@ -32,6 +33,12 @@ def resources_from_env() -> dict[str, Any]:
             proxy_url=dg.EnvVar("PROXY_URL"), **_optional_env(_DOWNLOADER_TUNING)
         ),
         "collage_maker": CollageMaker(),
+        "ximilar": XimilarResource(
+            api_url=dg.EnvVar("XIMILAR_API_URL"),
+            token=dg.EnvVar("XIMILAR_TOKEN"),
+            collection_id=dg.EnvVar("XIMILAR_COLLECTION_ID"),
+            **_optional_env(_XIMILAR_TUNING),
+        ),
     }
 
 
@@ -41,6 +48,13 @@ _DOWNLOADER_TUNING = {
     "DOWNLOAD_DELAY_MIN_S": ("delay_min_s", float),
     "DOWNLOAD_DELAY_MAX_S": ("delay_max_s", float),
     "DOWNLOAD_BACKOFF_S": ("backoff_s", str),
+}
+
+
+# Non-secret Ximilar tuning (XIMILAR_RATE_LIMIT is the seed's variable name).
+_XIMILAR_TUNING = {
+    "XIMILAR_PATH_PREFIX": ("path_prefix", str),
+    "XIMILAR_RATE_LIMIT": ("rate_limit_per_s", float),
 }
 
 
