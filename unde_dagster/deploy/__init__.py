@@ -1,0 +1,1 @@
+"""Deployment glue: role routing of runs onto the role hosts' Docker engines."""
