@@ -2,9 +2,12 @@
 
 import dagster as dg
 
+from unde_dagster.availability.assets import store_availability
 from unde_dagster.catalog.assets import raw_products
 from unde_dagster.collages.assets import product_collages
+from unde_dagster.model_library.assets import model_library
 from unde_dagster.originals.assets import product_originals
+from unde_dagster.production.assets import production_catalog
 from unde_dagster.resources import resources_from_env
 from unde_dagster.ximilar.assets import ximilar_index
 
@@ -17,7 +20,8 @@ brand_catalog_pipeline = dg.define_asset_job(
 )
 
 defs = dg.Definitions(
-    assets=[raw_products, product_originals, product_collages, ximilar_index],
+    assets=[raw_products, product_originals, product_collages, ximilar_index,
+            store_availability, production_catalog, model_library],
     jobs=[brand_catalog_pipeline],
     resources=resources_from_env(),
 )

@@ -8,9 +8,11 @@ from typing import Any
 import dagster as dg
 
 from unde_dagster.resources.apify import ApifyResource
+from unde_dagster.resources.availability import AvailabilityApi
 from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import ProductionDatabase, StagingDatabase
 from unde_dagster.resources.downloader import PhotoDownloader
+from unde_dagster.resources.fal import FalResource
 from unde_dagster.resources.object_store import ObjectStore
 from unde_dagster.resources.ximilar import XimilarResource
 
@@ -39,6 +41,8 @@ def resources_from_env() -> dict[str, Any]:
             collection_id=dg.EnvVar("XIMILAR_COLLECTION_ID"),
             **_optional_env(_XIMILAR_TUNING),
         ),
+        "availability_api": AvailabilityApi(**_optional_env(_AVAILABILITY_TUNING)),
+        "fal": FalResource(key=dg.EnvVar("FAL_KEY"), **_optional_env(_FAL_TUNING)),
     }
 
 
@@ -56,6 +60,14 @@ _XIMILAR_TUNING = {
     "XIMILAR_PATH_PREFIX": ("path_prefix", str),
     "XIMILAR_RATE_LIMIT": ("rate_limit_per_s", float),
 }
+
+
+# Store-stock endpoints and fal queue: URLs default to the real services when unset.
+_AVAILABILITY_TUNING = {
+    "AVAILABILITY_API_URL": ("api_url", str),
+    "AVAILABILITY_REQUEST_DELAY_S": ("request_delay_s", float),
+}
+_FAL_TUNING = {"FAL_QUEUE_URL": ("queue_url", str)}
 
 
 def _optional_env(spec: dict[str, tuple[str, type]]) -> dict[str, Any]:

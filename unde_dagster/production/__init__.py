@@ -1,0 +1,1 @@
+"""Production sync: verified staging SKUs → the Production DB catalog (`catalog_products`)."""
