@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import psycopg
 import pytest
 
-from unde_dagster.db.migrate import migrate
+from unde_dagster.db.migrate import load_migrations, migrate
 from unde_local.postgres import with_database
 from unde_local.stack import LocalStack
 
@@ -73,7 +73,8 @@ def columns(conn: psycopg.Connection, table: str) -> set[str]:
 
 def test_upgrades_an_old_server_database_keeping_rows_and_state(old_database: str) -> None:
     applied = migrate(old_database, "staging")
-    assert applied == ["0001_seed_schema", "0002_pipeline_state"]
+    assert applied == [m.version for m in load_migrations("staging")]
+    assert applied[:2] == ["0001_seed_schema", "0002_pipeline_state"]
     with psycopg.connect(old_database) as conn:
         cols = columns(conn, "raw_products")
         assert {"collage_url", "index_scope", "ximilar_synced_urls", "ximilar_target_count"} <= cols
@@ -100,8 +101,6 @@ def test_migration_is_idempotent_and_every_file_reapplies_cleanly(old_database: 
     migrate(old_database, "staging")
     assert migrate(old_database, "staging") == []
     # Each file must also survive being run again by hand (no version table involved).
-    from unde_dagster.db.migrate import load_migrations
-
     with psycopg.connect(old_database, autocommit=True) as conn:
         for migration in load_migrations("staging"):
             conn.execute(migration.sql)  # type: ignore[arg-type]
