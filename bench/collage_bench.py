@@ -5,7 +5,8 @@ peak RSS (``ru_maxrss``) and allocator state of one variant never leak into anot
 
 Variants:
   seed   bench/seed_collage.py, the seed's Pillow code on bytes in / bytes out
-  ours   unde_dagster.collages.compose.build_collage
+  ours   unde_dagster.collages.compose.build_collage, in a process set up like a
+         CollagePool worker (pool.configure_worker)
   codec  decode of the same input JPEGs + one q95 4:4:4 encode of the same output pixels
          (no resize, no paste): the floor for equal heights
   floor  codec + the LANCZOS resizes the geometry demands: the floor for any
@@ -37,6 +38,8 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from unde_dagster.collages.pool import configure_worker  # noqa: E402
 
 SETS: dict[str, list[tuple[int, int]]] = {
     "equal": [(1920, 2880)] * 5,
@@ -153,6 +156,8 @@ def _peak_rss_mib() -> float:
 def child_single(variant: str, set_name: str, directory: Path, runs: int) -> dict[str, Any]:
     photos = load_set(directory, set_name)
     fn = FUNCS[variant]
+    if variant == "ours":  # as in CollagePool workers
+        configure_worker()
     if variant in ("codec", "floor"):
         _output_pixels(photos)
     base = _peak_rss_mib()
@@ -175,7 +180,8 @@ def child_pool(variant: str, set_name: str, directory: Path, skus: int) -> dict[
     photos = load_set(directory, set_name)
     fn = FUNCS[variant]
     ctx = multiprocessing.get_context("forkserver")
-    with ProcessPoolExecutor(max_workers=2, mp_context=ctx) as pool:
+    init = configure_worker if variant == "ours" else None
+    with ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=init) as pool:
         list(pool.map(fn, [photos, photos]))  # warm up both workers
         start = time.perf_counter()
         list(pool.map(fn, [photos] * skus))
