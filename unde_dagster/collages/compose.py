@@ -17,8 +17,9 @@ doing less work around the same codec and resampler calls:
 
 Mode handling (the seed pasted whatever Pillow opened; we document each case):
 
-- ``RGB``: as is.  ``L`` / ``1``: resized as greyscale (a third of the work), then pasted,
-  which replicates grey into R=G=B exactly like converting first would.
+- ``RGB``: as is.  ``L`` (and ``1``, made ``L`` because Pillow resizes ``1`` with NEAREST):
+  resized as greyscale (a third of the work), then pasted, which replicates grey into R=G=B
+  exactly like converting first would.
 - ``RGBA``, ``LA``, ``PA``, ``P`` with a transparency entry: resized in premultiplied form
   by Pillow and composited over white (the seed dropped alpha, showing whatever colour the
   transparent pixels held, often black).
@@ -53,7 +54,7 @@ DEFAULT_MAX_PHOTO_PIXELS = 50_000_000
 DEFAULT_MAX_CANVAS_PIXELS = 120_000_000
 
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
-_GREY_MODES = frozenset({"L", "1"})
+_GREY_MODES = frozenset({"L"})
 _DEEP_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
@@ -169,6 +170,8 @@ def _to_pasteable(img: Image.Image) -> Image.Image:
     mode = img.mode
     if mode == "RGB" or mode in _GREY_MODES or mode in _ALPHA_MODES - {"PA"}:
         return img
+    if mode == "1":
+        return img.convert("L")  # Pillow would resize "1" with NEAREST
     if mode in ("P", "PA"):
         has_alpha = mode == "PA" or "transparency" in img.info
         return img.convert("RGBA" if has_alpha else "RGB")
