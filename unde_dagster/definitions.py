@@ -2,6 +2,7 @@
 
 import dagster as dg
 
+from unde_dagster.automation import build_automation
 from unde_dagster.availability.assets import store_availability
 from unde_dagster.catalog.assets import raw_products
 from unde_dagster.collages.assets import product_collages
@@ -19,9 +20,15 @@ brand_catalog_pipeline = dg.define_asset_job(
     description="One brand end to end: catalog → originals → collages → Ximilar index.",
 )
 
+ASSETS = [raw_products, product_originals, product_collages, ximilar_index,
+          store_availability, production_catalog, model_library]
+automation = build_automation(ASSETS)
+
 defs = dg.Definitions(
-    assets=[raw_products, product_originals, product_collages, ximilar_index,
-            store_availability, production_catalog, model_library],
-    jobs=[brand_catalog_pipeline],
+    assets=ASSETS,
+    asset_checks=automation.checks,
+    jobs=[brand_catalog_pipeline, *automation.jobs],
+    schedules=automation.schedules,
+    sensors=automation.sensors,
     resources=resources_from_env(),
 )

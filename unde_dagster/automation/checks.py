@@ -1,0 +1,172 @@
+"""Asset checks per stage, evaluated per brand: batch error rate, SLA, geometry, coverage.
+
+The checks are not partitioned (partitioned checks are not settled in Dagster 1.13); in a
+brand run they look at that run's brand (`dagster/partition`), run alone they look at every
+brand and fail if any brand does. A failing check also posts to the alert webhook.
+"""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any
+
+import dagster as dg
+import psycopg
+from PIL import Image
+
+from unde_dagster.automation import queries
+from unde_dagster.automation.alerts import send_alert
+from unde_dagster.automation.jobs import PARTITION_TAG, Stage
+from unde_dagster.brands import load_brands
+from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.resources.databases import StagingDatabase
+from unde_dagster.resources.object_store import ObjectStore, original_key
+
+MAX_BATCH_ERROR_RATE = 0.2  # seed alert level: a fifth of a batch failing is not flakiness
+PENDING_SLA_S = 24 * 3600
+UPLOADED_SLA_S = 2 * 3600
+MIN_PILOT_COVERAGE = 0.9
+DIMENSION_SAMPLE = 3
+
+
+@dataclass(frozen=True)
+class Verdict:
+    passed: bool
+    detail: dict[str, Any]
+
+
+BrandEval = Callable[[psycopg.Connection, str], Verdict]
+
+
+def brands_in_scope(context: dg.AssetCheckExecutionContext) -> list[str]:
+    brand = context.run.tags.get(PARTITION_TAG)
+    return [brand] if brand in load_brands() else list(load_brands())
+
+
+def _result(
+    context: dg.AssetCheckExecutionContext, asset: str, check: str, verdicts: dict[str, Verdict]
+) -> dg.AssetCheckResult:
+    failed = sorted(b for b, v in verdicts.items() if not v.passed)
+    if failed:
+        details = "; ".join(f"{b}: {verdicts[b].detail}" for b in failed)
+        send_alert(f":warning: UNDE check `{asset}.{check}` failed for {', '.join(failed)} "
+                   f"(run `{context.run.run_id}`) — {details}"[:2000])
+    return dg.AssetCheckResult(
+        passed=not failed,
+        metadata={
+            "brands_checked": len(verdicts),
+            "brands_failed": dg.MetadataValue.json(failed),
+            "by_brand": dg.MetadataValue.json({b: v.detail for b, v in verdicts.items()}),
+        },
+    )
+
+
+def error_rate_eval(scraper_names: list[str], by_brand_name: bool) -> BrandEval:
+    def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
+        if by_brand_name:  # the catalog logs under `apify_<brand>`
+            batch = queries.last_batch(conn, [f"apify_{brand}"], None)
+        else:
+            batch = queries.last_batch(conn, scraper_names, brand)
+        if batch is None:
+            return Verdict(True, {"last_batch": None})
+        rate = round(batch.error_rate, 4)
+        return Verdict(rate <= MAX_BATCH_ERROR_RATE, {
+            "error_rate": rate, "fetched": batch.fetched, "errors": batch.errors,
+            "run_id": batch.run_id, "threshold": MAX_BATCH_ERROR_RATE,
+        })
+    return evaluate
+
+
+def stuck_eval(status: str, sla_s: int) -> BrandEval:
+    def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
+        count, sample = queries.stuck_skus(conn, status, sla_s, brand)
+        return Verdict(count == 0, {"stuck": count, "sla_hours": sla_s / 3600, "sample": sample})
+    return evaluate
+
+
+def coverage_eval(conn: psycopg.Connection, brand: str) -> Verdict:
+    ready, synced = queries.pilot_coverage(conn, brand)
+    share = synced / ready if ready else 1.0
+    return Verdict(share >= MIN_PILOT_COVERAGE,
+                   {"pilot_ready": ready, "synced": synced, "coverage": round(share, 4)})
+
+
+def dimension_eval(store: ObjectStore) -> BrandEval:
+    """Re-derives the canvas size from the stored originals of a few recent collages."""
+    def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
+        client = store.get_client()
+        bad: list[str] = []
+        sampled = queries.recent_collages(conn, brand, DIMENSION_SAMPLE)
+        for row_brand, external_id, url, photos in sampled:
+            sizes = [_size(store, client, original_key(row_brand, external_id, n))
+                     for n in range(1, photos + 1)]
+            _, width, height = collage_geometry(sizes)
+            actual = _size(store, client, store.key_of(url))
+            if actual != (width, height):
+                bad.append(f"{external_id}: {actual[0]}x{actual[1]} != {width}x{height}")
+        return Verdict(not bad, {"sampled": len(sampled), "mismatches": bad})
+    return evaluate
+
+
+def _size(store: ObjectStore, client: Any, key: str) -> tuple[int, int]:
+    with Image.open(BytesIO(store.get_bytes(client, key))) as img:
+        return img.size
+
+
+def _db_check(asset: str, name: str, description: str, evaluate: BrandEval) -> Any:
+    @dg.asset_check(asset=asset, name=name, description=description)
+    def check(
+        context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase
+    ) -> dg.AssetCheckResult:
+        with staging_db.connect(autocommit=True) as conn:
+            verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
+        return _result(context, asset, name, verdicts)
+    return check
+
+
+def _dimension_check(asset: str) -> Any:
+    name = "collage_dimensions_match_originals"
+
+    @dg.asset_check(asset=asset, name=name, description="A few recent collages have exactly "
+                    "the canvas the stored originals give (tallest height, scaled widths).")
+    def check(
+        context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase,
+        object_store: ObjectStore,
+    ) -> dg.AssetCheckResult:
+        evaluate = dimension_eval(object_store)
+        with staging_db.connect(autocommit=True) as conn:
+            verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
+        return _result(context, asset, name, verdicts)
+    return check
+
+
+def build_checks(stages: dict[str, Stage]) -> list[dg.AssetChecksDefinition]:
+    checks: list[Any] = []
+    rate_doc = f"The brand's last batch failed at most {MAX_BATCH_ERROR_RATE:.0%} of its rows."
+    if "catalog" in stages:
+        checks.append(_db_check("raw_products", "last_batch_error_rate", rate_doc,
+                                error_rate_eval([], by_brand_name=True)))
+    if "originals" in stages:
+        s = stages["originals"]
+        checks += [
+            _db_check(s.asset, "last_batch_error_rate", rate_doc,
+                      error_rate_eval(list(s.scraper_names), by_brand_name=False)),
+            _db_check(s.asset, "no_sku_pending_past_sla", "No SKU waits in `pending` > 24 h.",
+                      stuck_eval("pending", PENDING_SLA_S)),
+        ]
+    if "collages" in stages:
+        s = stages["collages"]
+        checks += [
+            _db_check(s.asset, "last_batch_error_rate", rate_doc,
+                      error_rate_eval(list(s.scraper_names), by_brand_name=False)),
+            _db_check(s.asset, "no_sku_uploaded_past_sla",
+                      "No SKU waits in `uploaded` without a collage > 2 h.",
+                      stuck_eval("uploaded", UPLOADED_SLA_S)),
+            _dimension_check(s.asset),
+        ]
+    if "ximilar" in stages:
+        checks.append(_db_check(
+            stages["ximilar"].asset, "pilot_coverage",
+            f"At least {MIN_PILOT_COVERAGE:.0%} of the brand's pilot SKUs with images ready "
+            "are synced to Ximilar.", coverage_eval))
+    return checks
