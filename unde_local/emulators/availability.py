@@ -44,6 +44,7 @@ MALLS: tuple[tuple[str, str, float, float, str], ...] = (
     ("City Centre Sharjah", "Al Wahda Street, Al Qasimia", 25.3255, 55.3921, "Sharjah"),
     ("Yas Mall", "Yas Island", 24.4886, 54.6091, "Abu Dhabi"),
 )
+STATE: web.AppKey[dict[str, int]] = web.AppKey("availability", dict)
 STOCK_LEVELS = ("in_stock", "in_stock", "low_on_stock", "out_of_stock", "out_of_stock")
 
 
@@ -74,7 +75,7 @@ def stock_of(seed: int, generation: int, brand: str, store_id: int, reference: s
 def create_app(faults: FaultInjector, *, seed: int = 0) -> web.Application:
     app = web.Application(middlewares=[faults.middleware])
     state: dict[str, int] = {"generation": 0}
-    app["availability"] = state
+    app[STATE] = state
     faults.add_routes(app)
 
     def known_brand(request: web.Request) -> str:

@@ -69,6 +69,9 @@ class FalState:
     requests: dict[str, FalRequest] = field(default_factory=dict)
 
 
+STATE: web.AppKey[FalState] = web.AppKey("fal", FalState)
+
+
 def render_model_jpeg(width: int, height: int, seed: int) -> bytes:
     """A plain studio-like picture of a figure: a real, decodable JPEG of the asked size."""
     rng = random.Random(seed)
@@ -132,7 +135,7 @@ def create_app(faults: FaultInjector, *, key: str | None = None,
                processing_s: float = 0.3) -> web.Application:
     state = FalState(key=key, processing_s=processing_s)
     app = web.Application(middlewares=[faults.middleware])
-    app["fal"] = state
+    app[STATE] = state
     faults.add_routes(app)
 
     def authorized(request: web.Request) -> bool:
