@@ -6,7 +6,7 @@ tick time, so a restarted daemon never launches the same tick twice.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dagster as dg
@@ -61,22 +61,21 @@ def build_schedule(
 ) -> dg.ScheduleDefinition:
     brands_of = beat.brands or _all_brands
 
-    def requests(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:
+    def requests(context: dg.ScheduleEvaluationContext) -> Iterator[dg.RunRequest]:
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time \
             else "manual"
         config = stage.run_config(beat.retry)
         if not partitioned:
-            return [dg.RunRequest(run_key=f"{beat.name}:{tick}", run_config=config,
-                                  tags={"unde/role": stage.role})]
-        return [
-            dg.RunRequest(
+            yield dg.RunRequest(run_key=f"{beat.name}:{tick}", run_config=config,
+                                tags={"unde/role": stage.role})
+            return
+        for brand in brands_of():
+            yield dg.RunRequest(
                 run_key=f"{beat.name}:{brand}:{tick}",
                 partition_key=brand,
                 run_config=config,
                 tags=stage.run_tags(brand),
             )
-            for brand in brands_of()
-        ]
 
     kind = "retry pass" if beat.retry else "run"
     return dg.ScheduleDefinition(
