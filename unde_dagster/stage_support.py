@@ -1,9 +1,18 @@
 """Small Dagster-side helpers the image stages share (run liveness, previews, metadata)."""
 
-from collections.abc import Mapping
-from typing import Any
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from functools import partial
+from typing import Any, Protocol, TypeVar
 
 import dagster as dg
+import psycopg
+
+from unde_dagster.db.claims import ClaimRules, StageQueue, claim_batch, release_stale_claims
+from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.image_stage_config import ImageStageConfig
+
+OutcomeT = TypeVar("OutcomeT", bound="BatchOutcome")
 
 
 def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -20,3 +29,54 @@ def preview(url: str | None, caption: str) -> dg.MetadataValue:
 
 def counts_metadata(counts: Mapping[str, int]) -> dict[str, Any]:
     return {"errors_by_reason": dg.MetadataValue.json(dict(counts))}
+
+
+class BatchOutcome(Protocol):
+    claimed: int
+    done: int
+    errors_by_reason: Counter[str]
+    error_samples: list[str]
+
+
+def drain_queue(
+    context: dg.AssetExecutionContext,
+    conn: psycopg.Connection,
+    queue: StageQueue,
+    *,
+    rules: ClaimRules,
+    config: ImageStageConfig,
+    scraper_name: str,
+    process: Callable[[list[dict[str, Any]]], OutcomeT],
+) -> Iterator[OutcomeT]:
+    """Claim and process the brand's batches until the queue is empty or `max_batches`.
+
+    Claims of runs that are over are released first, so a re-run after a kill resumes
+    at once. Each batch gets its `scraper_logs` row and its errors in the run's log.
+    """
+    brand, token = context.partition_key, context.run.run_id
+    released = release_stale_claims(conn, brand, partial(run_is_over, context.instance), token)
+    if released:
+        context.log.info(f"released {released} SKUs claimed by runs that are over")
+    for number in range(1, config.max_batches + 1):
+        rows = claim_batch(
+            conn, queue, brand=brand, token=token, rules=rules, retry=config.retry_errors
+        )
+        if not rows:
+            return
+        log = BatchLog(scraper_name=scraper_name, run_id=token)
+        outcome = process(rows)
+        errors = sum(outcome.errors_by_reason.values())
+        log.fetched, log.new, log.errors = outcome.claimed, outcome.done, errors
+        log.metadata = {
+            "brand": brand,
+            "retry_pass": config.retry_errors,
+            "errors_by_reason": dict(outcome.errors_by_reason),
+        }
+        write_scraper_log(conn, log)
+        context.log.info(
+            f"batch {number}: {outcome.done}/{outcome.claimed} done, "
+            f"errors {dict(outcome.errors_by_reason)}"
+        )
+        for sample in outcome.error_samples:
+            context.log.warning(sample)
+        yield outcome

@@ -6,15 +6,14 @@ import dagster as dg
 
 from unde_dagster.collages.pool import CollagePool
 from unde_dagster.collages.stage import CollageOutcome, collage_batch
-from unde_dagster.db.claims import COLLAGE_QUEUE, claim_batch, release_stale_claims, status_counts
-from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.db.claims import COLLAGE_QUEUE, status_counts
 from unde_dagster.image_stage_config import ImageStageConfig
 from unde_dagster.originals.assets import product_originals
 from unde_dagster.partitions import brand_partitions
 from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore
-from unde_dagster.stage_support import counts_metadata, preview, run_is_over
+from unde_dagster.stage_support import counts_metadata, drain_queue, preview
 
 
 @dg.asset(
@@ -37,46 +36,33 @@ def product_collages(
     object_store: ObjectStore,
     collage_maker: CollageMaker,
 ) -> dg.MaterializeResult:
-    brand, token = context.partition_key, context.run.run_id
     s3 = object_store.get_client()
-    rules = collage_maker.claim_rules()
     total = CollageOutcome()
     batches = 0
     with (
         staging_db.connect(autocommit=True) as conn,
         CollagePool[int](collage_maker.workers, quality=collage_maker.quality) as pool,
     ):
-        released = release_stale_claims(conn, brand, partial(run_is_over, context.instance), token)
-        for _ in range(config.max_batches):
-            rows = claim_batch(
-                conn, COLLAGE_QUEUE, brand=brand, token=token, rules=rules,
-                retry=config.retry_errors,
-            )
-            if not rows:
-                break
-            batches += 1
-            log = BatchLog(scraper_name="collage_worker", run_id=token)
-            outcome = collage_batch(
-                rows,
-                token=token,
+        for outcome in drain_queue(
+            context,
+            conn,
+            COLLAGE_QUEUE,
+            rules=collage_maker.claim_rules(),
+            config=config,
+            scraper_name="collage_worker_retry" if config.retry_errors else "collage_worker",
+            process=partial(
+                collage_batch,
+                token=context.run.run_id,
                 conn=conn,
                 fetch=partial(object_store.get_bytes, s3),
                 upload=partial(object_store.put_public, s3),
                 public_url=object_store.public_url,
                 pool=pool,
-            )
-            log.fetched, log.new, log.errors = outcome.claimed, outcome.done, outcome.errors
-            log.metadata = {
-                "brand": brand,
-                "retry_pass": config.retry_errors,
-                "errors_by_reason": dict(outcome.errors_by_reason),
-                "bytes_uploaded": outcome.bytes_uploaded,
-            }
-            write_scraper_log(conn, log)
-            for sample in outcome.error_samples:
-                context.log.warning(sample)
+            ),
+        ):
+            batches += 1
             _accumulate(total, outcome)
-        states = status_counts(conn, brand)
+        states = status_counts(conn, context.partition_key)
     widths = [w for w, _ in total.sizes]
     return dg.MaterializeResult(
         metadata={
@@ -87,7 +73,6 @@ def product_collages(
             "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
             "max_collage_width": max(widths, default=0),
             "batches": batches,
-            "claims_released_from_dead_runs": released,
             "skus_by_image_status": dg.MetadataValue.json(states),
             "preview": preview(total.preview_url, "collage"),
         }

@@ -5,15 +5,14 @@ from functools import partial
 import dagster as dg
 
 from unde_dagster.catalog.assets import raw_products
-from unde_dagster.db.claims import DOWNLOAD_QUEUE, claim_batch, release_stale_claims, status_counts
-from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, status_counts
 from unde_dagster.image_stage_config import ImageStageConfig
 from unde_dagster.originals.stage import OriginalsOutcome, download_batch
 from unde_dagster.partitions import brand_partitions
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.downloader import PhotoDownloader
 from unde_dagster.resources.object_store import ObjectStore
-from unde_dagster.stage_support import counts_metadata, preview, run_is_over
+from unde_dagster.stage_support import counts_metadata, drain_queue, preview
 
 
 @dg.asset(
@@ -37,49 +36,30 @@ def product_originals(
     object_store: ObjectStore,
     photo_downloader: PhotoDownloader,
 ) -> dg.MaterializeResult:
-    brand, token = context.partition_key, context.run.run_id
     s3 = object_store.get_client()
-    rules = photo_downloader.claim_rules()
     total = OriginalsOutcome()
     batches = 0
     with staging_db.connect(autocommit=True) as conn:
-        released = release_stale_claims(conn, brand, partial(run_is_over, context.instance), token)
-        for _ in range(config.max_batches):
-            rows = claim_batch(
-                conn, DOWNLOAD_QUEUE, brand=brand, token=token, rules=rules,
-                retry=config.retry_errors,
-            )
-            if not rows:
-                break
-            batches += 1
-            name = "photo_downloader_retry" if config.retry_errors else "photo_downloader"
-            log = BatchLog(scraper_name=name, run_id=token)
-            outcome = download_batch(
-                rows,
-                token=token,
+        for outcome in drain_queue(
+            context,
+            conn,
+            DOWNLOAD_QUEUE,
+            rules=photo_downloader.claim_rules(),
+            config=config,
+            scraper_name="photo_downloader_retry" if config.retry_errors else "photo_downloader",
+            process=partial(
+                download_batch,
+                token=context.run.run_id,
                 conn=conn,
                 upload=partial(object_store.put_public, s3),
                 public_url=object_store.public_url,
                 fetch_settings=photo_downloader.fetch_settings(),
                 download_settings=photo_downloader.download_settings(),
-            )
-            log.fetched, log.new, log.errors = outcome.claimed, outcome.done, outcome.errors
-            log.metadata = {
-                "brand": brand,
-                "errors_by_reason": dict(outcome.errors_by_reason),
-                "photos_uploaded": outcome.photos_uploaded,
-                "photos_skipped": outcome.photos_skipped,
-                "bytes_uploaded": outcome.bytes_uploaded,
-            }
-            write_scraper_log(conn, log)
-            context.log.info(
-                f"batch {batches}: {outcome.done}/{outcome.claimed} uploaded, "
-                f"errors {dict(outcome.errors_by_reason)}"
-            )
-            for sample in outcome.error_samples:
-                context.log.warning(sample)
+            ),
+        ):
+            batches += 1
             _accumulate(total, outcome)
-        states = status_counts(conn, brand)
+        states = status_counts(conn, context.partition_key)
     return dg.MaterializeResult(
         metadata={
             "claimed": total.claimed,
@@ -90,7 +70,6 @@ def product_originals(
             "photos_skipped_unchanged": total.photos_skipped,
             "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
             "batches": batches,
-            "claims_released_from_dead_runs": released,
             "skus_by_image_status": dg.MetadataValue.json(states),
             "preview": preview(total.preview_url, "first photo"),
         }

@@ -1,24 +1,10 @@
 """Settings of the collage stage as a Dagster resource."""
 
-import dagster as dg
-
-from unde_dagster.db.claims import ClaimRules
+from unde_dagster.resources.stage_queue import StageQueueSettings
 
 
-class CollageMaker(dg.ConfigurableResource):
+class CollageMaker(StageQueueSettings):
     """Batch 100 and a 1 h retry cooldown as the seed; processes = cores of the collage host."""
 
     workers: int = 2
     quality: int = 95
-    batch_size: int = 100
-    max_attempts: int = 3
-    retry_after_s: int = 3600
-    claim_lease_s: int = 1800
-
-    def claim_rules(self) -> ClaimRules:
-        return ClaimRules(
-            batch_size=self.batch_size,
-            lease_s=self.claim_lease_s,
-            max_attempts=self.max_attempts,
-            retry_after_s=self.retry_after_s,
-        )

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import dagster as dg
 from pydantic import Field
 
-from unde_dagster.db.claims import ClaimRules
 from unde_dagster.originals.download import DownloadSettings
 from unde_dagster.originals.fetch import FetchSettings
+from unde_dagster.resources.stage_queue import StageQueueSettings
 
 
-class PhotoDownloader(dg.ConfigurableResource):
+class PhotoDownloader(StageQueueSettings):
     """Production defaults are the seed's numbers; the local stack shortens the delays."""
 
     proxy_url: str | None = Field(default=None, description="residential proxy (has a password)")
@@ -23,9 +22,6 @@ class PhotoDownloader(dg.ConfigurableResource):
     sku_timeout_s: float = 120.0
     max_photos_per_sku: int = 5
     batch_size: int = 200
-    max_attempts: int = 3
-    retry_after_s: int = 3600
-    claim_lease_s: int = 1800
 
     def fetch_settings(self) -> FetchSettings:
         return FetchSettings(
@@ -41,12 +37,4 @@ class PhotoDownloader(dg.ConfigurableResource):
     def download_settings(self) -> DownloadSettings:
         return DownloadSettings(
             max_photos_per_sku=self.max_photos_per_sku, sku_timeout_s=self.sku_timeout_s
-        )
-
-    def claim_rules(self) -> ClaimRules:
-        return ClaimRules(
-            batch_size=self.batch_size,
-            lease_s=self.claim_lease_s,
-            max_attempts=self.max_attempts,
-            retry_after_s=self.retry_after_s,
         )
