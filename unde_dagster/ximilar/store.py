@@ -66,11 +66,11 @@ SELECT {_COLUMNS} FROM raw_products
 
 _UPDATE = """
 UPDATE raw_products SET
-    ximilar_status = %(status)s,
+    ximilar_status = %(status)s::text,
     ximilar_synced_urls = %(synced_urls)s,
     ximilar_synced_at = CASE WHEN %(progress)s THEN NOW() ELSE ximilar_synced_at END,
-    ximilar_error = %(error)s,
-    ximilar_attempts = CASE WHEN %(status)s = 'synced' THEN 0
+    ximilar_error = %(error)s::text,
+    ximilar_attempts = CASE WHEN %(status)s::text = 'synced' THEN 0
                             ELSE ximilar_attempts + %(attempt)s END,
     updated_at = CASE WHEN %(error)s::text IS NOT NULL THEN NOW() ELSE updated_at END
  WHERE id = %(id)s
