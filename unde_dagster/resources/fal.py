@@ -47,7 +47,7 @@ class FalResource(dg.ConfigurableResource):
     queue_url: str = Field(default=DEFAULT_QUEUE_URL)
     key: str = Field(description="fal.ai API key (FAL_KEY; sent as `Authorization: Key …`)")
     application: str = "fal-ai/flux/dev"
-    timeout_s: float = Field(default=300.0, description="limit per image (seed: 300 s)")
+    timeout_s: float = Field(default=300.0, gt=1, description="limit per image (seed: 300 s)")
     poll_interval_s: float = 0.25
     download_timeout_s: float = 60.0
 
