@@ -92,7 +92,7 @@ class FetchSettings:
 
 def build_ssl_context(ca_bundle: str | None) -> ssl.SSLContext:
     """Default trust store plus the proxy's CA bundle; verification and hostname
-    checking stay on (never ``ssl=False`` as the seed did)."""
+    checking stay on (the seed turned verification off for the proxy; we never do)."""
     ctx = ssl.create_default_context()
     if ca_bundle:
         ctx.load_verify_locations(cafile=ca_bundle)
