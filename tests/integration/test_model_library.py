@@ -47,11 +47,18 @@ def fetch(url: str) -> bytes:
 
 
 def test_three_templates_then_a_second_version(
-    fal_control: str, production: psycopg.Connection, staging: psycopg.Connection,
-    resources: dict, instance: dg.DagsterInstance
+    stack: LocalStack, fal_control: str, production: psycopg.Connection,
+    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:
+    assert stack.emulators is not None
+    faults = stack.emulators.faults["fal"]
+    # fal-client retries these itself (EXTERNAL_APIS §3): a 429 and an nginx 503 at ingress
+    faults.add(match="^/fal-ai/flux/dev$", method="POST", status=429, times=1,
+               json={"detail": "rate limited"})
+    faults.add(match="/status", status=503, text="<html><center>nginx</center></html>", times=1)
     for template_id in TEMPLATES:
         assert generate(template_id, resources, instance).success
+    assert [r["status"] for r in faults.requests("/fal-ai/flux/dev")][:1] == [429]
     assert generate(TEMPLATES[0], resources, instance).success
     rows = production.execute(
         "SELECT template_id, version, image_url, thumbnail_url, gender, pose, prompt, "
