@@ -114,6 +114,13 @@ def cmd_demo(args: argparse.Namespace) -> None:
     print(f"\nOpen the Dagster UI on this stack: python -m unde_local dev --name {args.name}")
 
 
+def cmd_demo_scraper(args: argparse.Namespace) -> None:
+    os.environ.update(_ensure_up(args))
+    from unde_local.demo_scraper import run_scraper_demo
+
+    run_scraper_demo(args.brand)
+
+
 def cmd_dev(args: argparse.Namespace) -> None:
     env = {**os.environ, **_ensure_up(args)}
     dagster = Path(sys.executable).parent / "dagster"
@@ -131,6 +138,10 @@ def main() -> None:
         "down": (cmd_down, "stop a detached stack (its data stays)"),
         "env": (cmd_env, "print the stack's variables as shell exports"),
         "demo": (cmd_demo, "bring the stack up and run the brand pipeline for one brand"),
+        "demo-scraper": (
+            cmd_demo_scraper,
+            "availability + production sync of a brand and 3 model-library templates",
+        ),
         "dev": (cmd_dev, "bring the stack up and open `dagster dev` on it"),
     }
     for name, (func, help_text) in commands.items():
@@ -140,7 +151,7 @@ def main() -> None:
         p.add_argument("--items", type=int, default=30, help="catalog items per brand")
         if name == "up":
             p.add_argument("--detach", action="store_true")
-        if name == "demo":
+        if name in {"demo", "demo-scraper"}:
             p.add_argument("--brand", default="zara")
         if name == "dev":
             p.add_argument("--port", type=int, default=3000)
