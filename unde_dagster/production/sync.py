@@ -132,6 +132,10 @@ def mark_availability(staging: psycopg.Connection, production: psycopg.Connectio
     present = [r[0] for r in staging.execute(
         "SELECT external_id FROM raw_products WHERE source = %s AND last_seen_run_id = %s",
         (source, latest_run)).fetchall()]
+    if not present:  # an empty catalog run is a scraper fault, not a sold-out brand
+        log.warning("%s: latest catalog run %s saw no SKU; availability flags kept",
+                    source, latest_run)
+        return 0, 0
     with production.transaction():
         gone = production.execute(
             "UPDATE catalog_products SET is_available = false, updated_at = NOW() "
