@@ -31,6 +31,7 @@ setup(
     extras_require={
         "dev": [
             "moto[server]==5.2.*",
+            "responses>=0.25",
             "pytest>=8",
             "pytest-timeout>=2.3",
             "ruff>=0.8",
