@@ -1,0 +1,142 @@
+"""Shared plumbing of the image-stage integration tests (catalogs, runs, DB and CDN reads)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import dagster as dg
+import psycopg
+import requests
+from psycopg.rows import dict_row
+
+from unde_dagster.catalog.assets import raw_products
+from unde_dagster.resources.downloader import PhotoDownloader
+from unde_local.emulators.faults import FaultInjector
+from unde_local.stack import LocalStack
+
+RETRY_CONFIG = {"ops": {"product_originals": {"config": {"retry_errors": True}}}}
+
+
+@contextmanager
+def small_catalog(
+    stack: LocalStack, brand: str, n_skus: int, photos: int = 2
+) -> Iterator[list[dict[str, Any]]]:
+    """Trim the brand's emulated catalog to `n_skus` one-colour items of `photos` photos each
+    (restored after); yields the items as served."""
+    assert stack.emulators is not None
+    url = f"{stack.emulators.base_url('apify')}/_emulator/apify/catalog/{brand}"
+    original = requests.get(url, timeout=10).json()
+    items = []
+    for item in original:
+        colour = item["colorsSizesImagesJSON"][0]
+        if len(colour["xmedia"]) < photos:
+            continue
+        items.append({**item, "colorsSizesImagesJSON": [
+            {**colour, "xmedia": colour["xmedia"][:photos]}
+        ]})
+        if len(items) == n_skus:
+            break
+    assert len(items) == n_skus
+    put_catalog(stack, brand, items)
+    try:
+        yield items
+    finally:
+        requests.put(url, json=original, timeout=10).raise_for_status()
+
+
+def put_catalog(stack: LocalStack, brand: str, items: list[dict[str, Any]]) -> None:
+    assert stack.emulators is not None
+    url = f"{stack.emulators.base_url('apify')}/_emulator/apify/catalog/{brand}"
+    requests.put(url, json=items, timeout=10).raise_for_status()
+
+
+def fast_downloader(stack: LocalStack, **overrides: Any) -> PhotoDownloader:
+    """The real downloader with test-sized delays, backoffs and timeouts."""
+    settings: dict[str, Any] = {
+        "proxy_url": stack.env["PROXY_URL"],
+        "delay_min_s": 0.0,
+        "delay_max_s": 0.01,
+        "backoff_s": "0.05,0.1,0.2",
+        "photo_timeout_s": 10.0,
+        "sku_timeout_s": 30.0,
+        **overrides,
+    }
+    return PhotoDownloader(**settings)
+
+
+def warm_photos(stack: LocalStack) -> None:
+    """Have the CDN emulator draw its photo pool now, not during a timed download."""
+    assert stack.emulators is not None
+    stack.emulators.photo_pool.warm()
+
+
+def cdn(stack: LocalStack) -> FaultInjector:
+    assert stack.emulators is not None
+    return stack.emulators.faults["cdn_proxy"]
+
+
+def photo_requests(stack: LocalStack, brand: str) -> list[str]:
+    """Absolute photo URLs the proxy was asked for (one entry per request)."""
+    return [r["target"] for r in cdn(stack).requests(f"/{brand}/photos/")]
+
+
+def fault_on(url: str) -> str:
+    """A fault-rule regex matching exactly this photo URL."""
+    return "^" + re.escape(url) + "$"
+
+
+def materialize(
+    assets: list[Any],
+    brand: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    run_config: dict[str, Any] | None = None,
+) -> dg.ExecuteInProcessResult:
+    result = dg.materialize(
+        assets, partition_key=brand, resources=resources, instance=instance,
+        run_config=run_config, raise_on_error=False,
+    )
+    if not result.success:
+        failures = [
+            e.event_specific_data.error.to_string()  # type: ignore[union-attr]
+            for e in result.all_events if e.is_step_failure
+        ]
+        raise AssertionError(f"run failed: {failures}")
+    return result
+
+
+def load_catalog(
+    brand: str, resources: dict[str, Any], instance: dg.DagsterInstance
+) -> None:
+    materialize([raw_products], brand, resources, instance)
+
+
+def metadata(result: dg.ExecuteInProcessResult, node: str) -> dict[str, Any]:
+    mats = result.asset_materializations_for_node(node)
+    assert len(mats) == 1
+    return {k: v.value for k, v in mats[0].metadata.items()}
+
+
+def skus(conn: psycopg.Connection, brand: str) -> dict[str, dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT id, external_id, image_status, error_message, image_error_stage, "
+            "image_attempts, collage_attempts, image_urls, original_image_urls, "
+            "original_sources, collage_url, claim_token, claimed_until "
+            "FROM raw_products WHERE brand = %s ORDER BY id",
+            (brand,),
+        )
+        return {r["external_id"]: r for r in cur.fetchall()}
+
+
+def logs(conn: psycopg.Connection, scraper_name: str) -> list[dict[str, Any]]:
+    with conn.cursor(row_factory=dict_row) as cur:
+        cur.execute(
+            "SELECT run_id, status, records_fetched, records_new, records_errors, metadata "
+            "FROM scraper_logs WHERE scraper_name = %s ORDER BY id",
+            (scraper_name,),
+        )
+        return cur.fetchall()
