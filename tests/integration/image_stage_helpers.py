@@ -14,6 +14,7 @@ from psycopg.rows import dict_row
 
 from unde_dagster.catalog.assets import raw_products
 from unde_dagster.resources.downloader import PhotoDownloader
+from unde_dagster.resources.object_store import ObjectStore
 from unde_local.emulators.faults import FaultInjector
 from unde_local.stack import LocalStack
 
@@ -65,6 +66,16 @@ def fast_downloader(stack: LocalStack, **overrides: Any) -> PhotoDownloader:
         **overrides,
     }
     return PhotoDownloader(**settings)
+
+
+def object_store(stack: LocalStack, bucket: str | None = None) -> ObjectStore:
+    """The production object-store resource with concrete values (usable outside a run)."""
+    env = stack.env
+    return ObjectStore(
+        endpoint_url=env["S3_ENDPOINT"], aws_access_key_id=env["S3_ACCESS_KEY"],
+        aws_secret_access_key=env["S3_SECRET_KEY"], region_name="us-east-1",
+        bucket=bucket or env["S3_BUCKET"], public_base_url=env["S3_PUBLIC_BASE_URL"],
+    )
 
 
 def warm_photos(stack: LocalStack) -> None:

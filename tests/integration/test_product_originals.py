@@ -27,6 +27,7 @@ from tests.integration.image_stage_helpers import (
     logs,
     materialize,
     metadata,
+    object_store,
     photo_requests,
     put_catalog,
     skus,
@@ -35,7 +36,6 @@ from tests.integration.image_stage_helpers import (
 )
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, ClaimRules, claim_batch
 from unde_dagster.originals.assets import product_originals
-from unde_dagster.resources.object_store import ObjectStore
 from unde_local.fixtures.photos import BAD_BODY_KINDS, bad_body
 from unde_local.stack import LocalStack
 
@@ -248,12 +248,7 @@ def test_object_store_failure_is_a_per_sku_error_and_the_run_goes_on(
     stack: LocalStack, staging: psycopg.Connection, downloader_resources: dict[str, Any],
     instance: dg.DagsterInstance,
 ) -> None:
-    env = stack.env
-    broken_store = ObjectStore(
-        endpoint_url=env["S3_ENDPOINT"], aws_access_key_id=env["S3_ACCESS_KEY"],
-        aws_secret_access_key=env["S3_SECRET_KEY"], region_name="us-east-1",
-        bucket="unde-no-such-bucket", public_base_url=env["S3_PUBLIC_BASE_URL"],
-    )
+    broken_store = object_store(stack, bucket="unde-no-such-bucket")
     with small_catalog(stack, BRAND, 3, photos=2):
         load_catalog(BRAND, downloader_resources, instance)
         cdn(stack).add(match=fault_on(next(iter(skus(staging, BRAND).values()))[

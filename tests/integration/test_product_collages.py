@@ -1,0 +1,133 @@
+"""`product_collages` against the local stack: originals downloaded by the real downloader,
+then edited in S3 to give mixed sizes, a missing photo and a corrupt one."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+import psycopg
+import requests
+from PIL import Image, JpegImagePlugin
+from psycopg.types.json import Jsonb
+
+from tests.integration.image_stage_helpers import (
+    fast_downloader,
+    load_catalog,
+    logs,
+    materialize,
+    metadata,
+    object_store,
+    skus,
+    small_catalog,
+)
+from unde_dagster.collages.assets import product_collages
+from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.originals.assets import product_originals
+from unde_dagster.resources.object_store import collage_key, original_key
+from unde_local.stack import LocalStack
+
+BRAND = "stradivarius"
+MIXED_SIZES = [(400, 600), (300, 450), (640, 480), (250, 500)]
+
+
+def _seed_module() -> Any:
+    path = Path(__file__).resolve().parents[2] / "bench" / "seed_collage.py"
+    spec = importlib.util.spec_from_file_location("seed_collage", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _photo(size: tuple[int, int], shade: int) -> bytes:
+    img = Image.linear_gradient("L").resize(size).convert("RGB")
+    img.paste((shade, 40, 255 - shade), (size[0] // 4, size[1] // 4, size[0] // 2, size[1] // 2))
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=90)
+    return buf.getvalue()
+
+
+def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
+    stack: LocalStack, staging: psycopg.Connection, resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+) -> None:
+    seed = _seed_module()
+    store = object_store(stack)
+    s3 = store.get_client()
+    with small_catalog(stack, BRAND, 4, photos=2):
+        res = {**resources, "photo_downloader": fast_downloader(stack)}
+        load_catalog(BRAND, res, instance)
+        materialize([product_originals], BRAND, res, instance)
+        mixed, downloaded, missing, corrupt = skus(staging, BRAND).values()
+        assert {r["image_status"] for r in (mixed, downloaded, missing, corrupt)} == {"uploaded"}
+
+        # SKU 1: four originals of mixed sizes (one smaller than the tallest: upscaled).
+        urls = []
+        for n, size in enumerate(MIXED_SIZES, start=1):
+            key = original_key(BRAND, mixed["external_id"], n)
+            urls.append(store.put_public(s3, key, _photo(size, 60 * n)))
+        staging.execute(
+            "UPDATE raw_products SET image_urls = %s WHERE id = %s", (Jsonb(urls), mixed["id"]),
+        )
+        # SKU 3: its second original is gone from the store; SKU 4: the first is an HTML page.
+        s3.delete_object(Bucket=store.bucket, Key=original_key(BRAND, missing["external_id"], 2))
+        store.put_public(s3, original_key(BRAND, corrupt["external_id"], 1),
+                         b"<!DOCTYPE html><html><body>Access Denied</body></html>")
+
+        result = materialize([product_collages], BRAND, resources, instance)
+
+        after = skus(staging, BRAND)
+        for ext in (mixed["external_id"], downloaded["external_id"]):
+            row = after[ext]
+            assert row["image_status"] == "collage_ready", row["error_message"]
+            assert row["collage_url"] == store.public_url(collage_key(BRAND, ext))
+            assert row["collage_attempts"] == 1 and row["claim_token"] is None
+            got = requests.get(row["collage_url"], timeout=10)  # anonymous: public-read
+            assert got.status_code == 200
+            originals = [store.get_bytes(s3, original_key(BRAND, ext, n))
+                         for n in range(1, len(row["image_urls"]) + 1)]
+            sizes = [Image.open(io.BytesIO(p)).size for p in originals]
+            seed_targets, seed_w, seed_h = seed.seed_geometry(sizes)
+            assert collage_geometry(sizes) == (seed_targets, seed_w, seed_h)
+            with Image.open(io.BytesIO(got.content)) as img:
+                assert img.format == "JPEG" and img.mode == "RGB"
+                assert img.size == (seed_w, seed_h)
+                assert JpegImagePlugin.get_sampling(img) == 0  # 4:4:4
+                ours = img.convert("RGB")
+            if ext == mixed["external_id"]:
+                assert seed_h == 600 and seed_w == 400 + 400 + 800 + 300
+                with Image.open(io.BytesIO(seed.seed_collage(originals))) as theirs:
+                    assert theirs.size == ours.size
+                    assert ours.tobytes() == theirs.convert("RGB").tobytes()
+
+        gone = after[missing["external_id"]]
+        assert gone["image_status"] == "error" and gone["image_error_stage"] == "collage"
+        assert gone["error_message"].startswith("original_unreadable: ")
+        assert "NoSuchKey" in gone["error_message"]
+        bad = after[corrupt["external_id"]]
+        assert bad["image_status"] == "error" and bad["image_error_stage"] == "collage"
+        assert bad["error_message"] == "photo 1: not an image (got an HTML/XML page)"
+        for row in (gone, bad):
+            assert row["collage_url"] is None and row["claim_token"] is None
+
+        meta = metadata(result, "product_collages")
+        assert (meta["claimed"], meta["collages_made"], meta["errors"]) == (4, 2, 2)
+        assert meta["skus_by_image_status"] == {"collage_ready": 2, "error": 2}
+        assert meta["preview"].startswith("![collage](")
+        assert after[mixed["external_id"]]["collage_url"] in meta["preview"] or (
+            after[downloaded["external_id"]]["collage_url"] in meta["preview"]
+        )
+        [log] = logs(staging, "collage_worker")
+        assert (log["status"], log["records_fetched"], log["records_new"],
+                log["records_errors"]) == ("partial", 4, 2, 2)
+        assert log["run_id"] == result.run_id
+
+        # A re-run has nothing to do: errors wait for the retry pass after the cooldown.
+        again = metadata(materialize([product_collages], BRAND, resources, instance),
+                         "product_collages")
+        assert again["claimed"] == 0
+        assert len(logs(staging, "collage_worker")) == 1
