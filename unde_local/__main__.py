@@ -1,4 +1,4 @@
-"""`python -m unde_local up|down|env|demo|dev` — the local stack from the command line."""
+"""`python -m unde_local up|down|env|demo|ui` — the local stack from the command line."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from unde_local.dagster_services import DagsterServices
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -80,8 +82,17 @@ def cmd_up(args: argparse.Namespace) -> None:
         stack.stop()
 
 
+def _services(name: str, port: int = 3000) -> DagsterServices:
+    from unde_local.stack import pipeline_env
+
+    root = stack_root(name)
+    return DagsterServices(root / "services", pipeline_env(root, PROJECT_DIR), port=port)
+
+
 def cmd_down(args: argparse.Namespace) -> None:
     root = stack_root(args.name)
+    if (root / "stack.env").exists():
+        _services(args.name).stop()
     pid = _running_pid(root)
     if not pid:
         print(f"stack {args.name!r} is not running")
@@ -111,7 +122,8 @@ def cmd_demo(args: argparse.Namespace) -> None:
     from unde_local.demo import run_demo
 
     run_demo(args.brand)
-    print(f"\nOpen the Dagster UI on this stack: python -m unde_local dev --name {args.name}")
+    if not args.no_ui:
+        cmd_ui(args)
 
 
 def cmd_demo_scraper(args: argparse.Namespace) -> None:
@@ -121,13 +133,13 @@ def cmd_demo_scraper(args: argparse.Namespace) -> None:
     run_scraper_demo(args.brand)
 
 
-def cmd_dev(args: argparse.Namespace) -> None:
-    env = {**os.environ, **_ensure_up(args)}
-    dagster = Path(sys.executable).parent / "dagster"
-    cmd = [str(dagster), "dev", "-w", str(PROJECT_DIR / "workspace.yaml")]
-    cmd += ["-h", "127.0.0.1", "-p", str(args.port)]
-    print(f"Dagster UI: http://127.0.0.1:{args.port}", flush=True)
-    os.execve(str(dagster), cmd, env)
+def cmd_ui(args: argparse.Namespace) -> None:
+    """Leave the webserver and the daemon running in the background on the stack."""
+    _ensure_up(args)
+    services = _services(args.name, args.port)
+    services.start()
+    print(f"\nDagster UI (webserver + daemon) on stack {args.name!r}: {services.url}")
+    print(f"logs in {services.run_dir}; stop everything with: python -m unde_local down")
 
 
 def main() -> None:
@@ -142,7 +154,7 @@ def main() -> None:
             cmd_demo_scraper,
             "availability + production sync of a brand and 3 model-library templates",
         ),
-        "dev": (cmd_dev, "bring the stack up and open `dagster dev` on it"),
+        "ui": (cmd_ui, "bring the stack up and leave the Dagster UI and daemon running"),
     }
     for name, (func, help_text) in commands.items():
         p = sub.add_parser(name, help=help_text)
@@ -153,8 +165,10 @@ def main() -> None:
             p.add_argument("--detach", action="store_true")
         if name in {"demo", "demo-scraper"}:
             p.add_argument("--brand", default="zara")
-        if name == "dev":
-            p.add_argument("--port", type=int, default=3000)
+        if name in {"demo", "ui"}:
+            p.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+        if name == "demo":
+            p.add_argument("--no-ui", action="store_true", help="do not leave the UI running")
     args = parser.parse_args()
     args.func(args)
 
