@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from unde_dagster.definitions import defs
+from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.object_store import collage_key, original_key
 
 ASSETS = list(defs.assets or [])
@@ -97,6 +98,10 @@ def test_last_batch_error_rate(
     assert failed.metadata["by_brand"].value["zara"]["error_rate"] == 0.5
     log(1, 1)  # a newer batch decides
     assert run_check("product_collages", "last_batch_error_rate", resources, instance).passed
+    strict = {**resources, "check_thresholds": CheckThresholds(max_batch_error_rate=0.05)}
+    tuned = run_check("product_collages", "last_batch_error_rate", strict, instance)
+    assert not tuned.passed
+    assert tuned.metadata["by_brand"].value["zara"]["threshold"] == 0.05
 
 
 def test_collage_dimensions_match_the_originals(

@@ -7,6 +7,7 @@ brand and fail if any brand does. A failing check also posts to the alert webhoo
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from io import BytesIO
 from typing import Any
 
@@ -19,13 +20,10 @@ from unde_dagster.automation.alerts import send_alert
 from unde_dagster.automation.jobs import PARTITION_TAG, Stage
 from unde_dagster.brands import load_brands
 from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore, original_key
 
-MAX_BATCH_ERROR_RATE = 0.2  # seed alert level: a fifth of a batch failing is not flakiness
-PENDING_SLA_S = 24 * 3600
-UPLOADED_SLA_S = 2 * 3600
-MIN_PILOT_COVERAGE = 0.9
 DIMENSION_SAMPLE = 3
 
 
@@ -36,6 +34,7 @@ class Verdict:
 
 
 BrandEval = Callable[[psycopg.Connection, str], Verdict]
+MakeEval = Callable[[CheckThresholds], BrandEval]  # thresholds are resolved at run time
 
 
 def brands_in_scope(context: dg.AssetCheckExecutionContext) -> list[str]:
@@ -61,7 +60,9 @@ def _result(
     )
 
 
-def error_rate_eval(scraper_names: list[str], by_brand_name: bool) -> BrandEval:
+def error_rate_eval(
+    scraper_names: list[str], by_brand_name: bool, limits: CheckThresholds
+) -> BrandEval:
     def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
         if by_brand_name:  # the catalog logs under `apify_<brand>`
             batch = queries.last_batch(conn, [f"apify_{brand}"], None)
@@ -70,25 +71,29 @@ def error_rate_eval(scraper_names: list[str], by_brand_name: bool) -> BrandEval:
         if batch is None:
             return Verdict(True, {"last_batch": None})
         rate = round(batch.error_rate, 4)
-        return Verdict(rate <= MAX_BATCH_ERROR_RATE, {
+        return Verdict(rate <= limits.max_batch_error_rate, {
             "error_rate": rate, "fetched": batch.fetched, "errors": batch.errors,
-            "run_id": batch.run_id, "threshold": MAX_BATCH_ERROR_RATE,
+            "run_id": batch.run_id, "threshold": limits.max_batch_error_rate,
         })
     return evaluate
 
 
-def stuck_eval(status: str, sla_s: int) -> BrandEval:
+def stuck_eval(status: str, sla_hours: float) -> BrandEval:
     def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
-        count, sample = queries.stuck_skus(conn, status, sla_s, brand)
-        return Verdict(count == 0, {"stuck": count, "sla_hours": sla_s / 3600, "sample": sample})
+        count, sample = queries.stuck_skus(conn, status, int(sla_hours * 3600), brand)
+        return Verdict(count == 0, {"stuck": count, "sla_hours": sla_hours, "sample": sample})
     return evaluate
 
 
-def coverage_eval(conn: psycopg.Connection, brand: str) -> Verdict:
-    ready, synced = queries.pilot_coverage(conn, brand)
-    share = synced / ready if ready else 1.0
-    return Verdict(share >= MIN_PILOT_COVERAGE,
-                   {"pilot_ready": ready, "synced": synced, "coverage": round(share, 4)})
+def coverage_eval(limits: CheckThresholds) -> BrandEval:
+    def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
+        ready, synced = queries.pilot_coverage(conn, brand)
+        share = synced / ready if ready else 1.0
+        return Verdict(share >= limits.min_pilot_coverage, {
+            "pilot_ready": ready, "synced": synced, "coverage": round(share, 4),
+            "threshold": limits.min_pilot_coverage,
+        })
+    return evaluate
 
 
 def dimension_eval(store: ObjectStore) -> BrandEval:
@@ -113,11 +118,13 @@ def _size(store: ObjectStore, client: Any, key: str) -> tuple[int, int]:
         return img.size
 
 
-def _db_check(asset: str, name: str, description: str, evaluate: BrandEval) -> Any:
+def _db_check(asset: str, name: str, description: str, make_eval: MakeEval) -> Any:
     @dg.asset_check(asset=asset, name=name, description=description)
     def check(
-        context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase
+        context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase,
+        check_thresholds: CheckThresholds,
     ) -> dg.AssetCheckResult:
+        evaluate = make_eval(check_thresholds)
         with staging_db.connect(autocommit=True) as conn:
             verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
         return _result(context, asset, name, verdicts)
@@ -142,31 +149,34 @@ def _dimension_check(asset: str) -> Any:
 
 def build_checks(stages: dict[str, Stage]) -> list[dg.AssetChecksDefinition]:
     checks: list[Any] = []
-    rate_doc = f"The brand's last batch failed at most {MAX_BATCH_ERROR_RATE:.0%} of its rows."
+    rate_doc = ("The brand's last batch failed at most `max_batch_error_rate` of its rows "
+                "(resource `check_thresholds`, default 20%).")
     if "catalog" in stages:
         checks.append(_db_check("raw_products", "last_batch_error_rate", rate_doc,
-                                error_rate_eval([], by_brand_name=True)))
+                                lambda t: error_rate_eval([], False, t)))
     if "originals" in stages:
         s = stages["originals"]
         checks += [
             _db_check(s.asset, "last_batch_error_rate", rate_doc,
-                      error_rate_eval(list(s.scraper_names), by_brand_name=False)),
-            _db_check(s.asset, "no_sku_pending_past_sla", "No SKU waits in `pending` > 24 h.",
-                      stuck_eval("pending", PENDING_SLA_S)),
+                      partial(error_rate_eval, list(s.scraper_names), False)),
+            _db_check(s.asset, "no_sku_pending_past_sla",
+                      "No SKU waits in `pending` longer than `pending_sla_hours` (default 24).",
+                      lambda t: stuck_eval("pending", t.pending_sla_hours)),
         ]
     if "collages" in stages:
         s = stages["collages"]
         checks += [
             _db_check(s.asset, "last_batch_error_rate", rate_doc,
-                      error_rate_eval(list(s.scraper_names), by_brand_name=False)),
+                      partial(error_rate_eval, list(s.scraper_names), False)),
             _db_check(s.asset, "no_sku_uploaded_past_sla",
-                      "No SKU waits in `uploaded` without a collage > 2 h.",
-                      stuck_eval("uploaded", UPLOADED_SLA_S)),
+                      "No SKU waits in `uploaded` without a collage longer than "
+                      "`uploaded_sla_hours` (default 2).",
+                      lambda t: stuck_eval("uploaded", t.uploaded_sla_hours)),
             _dimension_check(s.asset),
         ]
     if "ximilar" in stages:
         checks.append(_db_check(
             stages["ximilar"].asset, "pilot_coverage",
-            f"At least {MIN_PILOT_COVERAGE:.0%} of the brand's pilot SKUs with images ready "
-            "are synced to Ximilar.", coverage_eval))
+            "At least `min_pilot_coverage` (default 90%) of the brand's pilot SKUs with images "
+            "ready are synced to Ximilar.", coverage_eval))
     return checks

@@ -9,6 +9,7 @@ import dagster as dg
 
 from unde_dagster.resources.apify import ApifyResource
 from unde_dagster.resources.availability import AvailabilityApi
+from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import ProductionDatabase, StagingDatabase
 from unde_dagster.resources.downloader import PhotoDownloader
@@ -43,6 +44,7 @@ def resources_from_env() -> dict[str, Any]:
         ),
         "availability_api": AvailabilityApi(**_optional_env(_AVAILABILITY_TUNING)),
         "fal": FalResource(key=dg.EnvVar("FAL_KEY"), **_optional_env(_FAL_TUNING)),
+        "check_thresholds": CheckThresholds(**_optional_env(_CHECK_THRESHOLDS)),
     }
 
 
@@ -68,6 +70,12 @@ _AVAILABILITY_TUNING = {
     "AVAILABILITY_REQUEST_DELAY_S": ("request_delay_s", float),
 }
 _FAL_TUNING = {"FAL_QUEUE_URL": ("queue_url", str)}
+_CHECK_THRESHOLDS = {
+    "CHECK_MAX_BATCH_ERROR_RATE": ("max_batch_error_rate", float),
+    "CHECK_PENDING_SLA_HOURS": ("pending_sla_hours", float),
+    "CHECK_UPLOADED_SLA_HOURS": ("uploaded_sla_hours", float),
+    "CHECK_MIN_PILOT_COVERAGE": ("min_pilot_coverage", float),
+}
 
 
 def _optional_env(spec: dict[str, tuple[str, type]]) -> dict[str, Any]:
