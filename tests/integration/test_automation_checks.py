@@ -78,6 +78,15 @@ def test_sku_pending_past_24h_fails_and_alerts(
     assert bad.metadata["brands_failed"].value == ["oysho"]
     assert bad.metadata["by_brand"].value["oysho"]["sample"] == ["2-1"]
     assert len(hook) == 1 and "no_sku_pending_past_sla" in hook[0] and "oysho" in hook[0]
+    still = run_check("product_originals", "no_sku_pending_past_sla", resources, instance)
+    assert not still.passed and len(hook) == 1  # alerted once per breach, not every hour
+    staging.execute("UPDATE raw_products SET updated_at = NOW() WHERE external_id = '2-1'")
+    assert run_check("product_originals", "no_sku_pending_past_sla", resources, instance).passed
+    staging.execute(
+        "UPDATE raw_products SET updated_at = NOW() - interval '25 hours' WHERE external_id = '2-1'"
+    )
+    again = run_check("product_originals", "no_sku_pending_past_sla", resources, instance)
+    assert not again.passed and len(hook) == 2 and "oysho" in hook[1]  # a new breach
     stuck = run_check("product_collages", "no_sku_uploaded_past_sla", resources, instance)
     assert stuck.metadata["brands_failed"].value == ["zara"]
 

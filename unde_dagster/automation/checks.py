@@ -13,6 +13,9 @@ from typing import Any
 
 import dagster as dg
 import psycopg
+from dagster._core.storage.asset_check_execution_record import (
+    COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES,
+)
 from PIL import Image
 
 from unde_dagster.automation import queries
@@ -25,6 +28,7 @@ from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore, original_key
 
 DIMENSION_SAMPLE = 3
+HISTORY_LOOKBACK = 50  # earlier evaluations read to find each brand's last verdict
 
 
 @dataclass(frozen=True)
@@ -46,9 +50,12 @@ def _result(
     context: dg.AssetCheckExecutionContext, asset: str, check: str, verdicts: dict[str, Verdict]
 ) -> dg.AssetCheckResult:
     failed = sorted(b for b, v in verdicts.items() if not v.passed)
-    if failed:
-        details = "; ".join(f"{b}: {verdicts[b].detail}" for b in failed)
-        send_alert(f":warning: UNDE check `{asset}.{check}` failed for {', '.join(failed)} "
+    key = dg.AssetCheckKey(dg.AssetKey(asset), check)
+    alerted = failing_before(context.instance, key, context.run.run_id)
+    newly = [b for b in failed if b not in alerted]
+    if newly:
+        details = "; ".join(f"{b}: {verdicts[b].detail}" for b in newly)
+        send_alert(f":warning: UNDE check `{asset}.{check}` failed for {', '.join(newly)} "
                    f"(run `{context.run.run_id}`) — {details}"[:2000])
     return dg.AssetCheckResult(
         passed=not failed,
@@ -58,6 +65,26 @@ def _result(
             "by_brand": dg.MetadataValue.json({b: v.detail for b, v in verdicts.items()}),
         },
     )
+
+
+def failing_before(instance: dg.DagsterInstance, key: dg.AssetCheckKey, run_id: str) -> set[str]:
+    """Brands whose previous evaluation of this check failed too: they were alerted then, so
+    an SLA breach that lasts a day alerts once, not at every hourly run."""
+    verdicts: dict[str, bool] = {}
+    history = instance.event_log_storage.get_asset_check_execution_history(
+        key, limit=HISTORY_LOOKBACK, status=COMPLETED_ASSET_CHECK_EXECUTION_RECORD_STATUSES
+    )
+    for record in history:  # newest first: the first verdict seen per brand is its latest
+        evaluation = record.event.dagster_event.event_specific_data if record.event else None
+        if record.run_id == run_id or not isinstance(evaluation, dg.AssetCheckEvaluation):
+            continue
+        by_brand = evaluation.metadata.get("by_brand")
+        brands_failed = evaluation.metadata.get("brands_failed")
+        if by_brand is None or brands_failed is None:
+            continue
+        for brand in by_brand.value:  # type: ignore[union-attr]
+            verdicts.setdefault(brand, brand in brands_failed.value)  # type: ignore[operator]
+    return {brand for brand, failed in verdicts.items() if failed}
 
 
 def error_rate_eval(
