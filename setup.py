@@ -20,6 +20,7 @@ setup(
         "fal-client==1.0.3",
         "psycopg[binary]==3.3.*",
         "Pillow==13.*",
+        "cykooz.resizer==4.*",
         "aiohttp==3.14.*",
         "boto3>=1.40",
         "requests>=2.32",

@@ -11,7 +11,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import requests
-from PIL import Image, JpegImagePlugin
+from PIL import Image, ImageChops, ImageStat, JpegImagePlugin
 from psycopg.types.json import Jsonb
 
 from tests.integration.image_stage_helpers import (
@@ -102,7 +102,13 @@ def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
                 assert seed_h == 600 and seed_w == 400 + 400 + 800 + 300
                 with Image.open(io.BytesIO(seed.seed_collage(originals))) as theirs:
                     assert theirs.size == ours.size
-                    assert ours.tobytes() == theirs.convert("RGB").tobytes()
+                    diff = ImageChops.difference(ours, theirs.convert("RGB"))
+                # Same geometry, pixels within the resampler's rounding: our Lanczos3 is
+                # another library's (tests/unit/test_collage_compose.py pins the kernel on
+                # noisy photos). On these smooth photos: mean 0.002, max 7; Pillow BICUBIC
+                # instead would score 0.024, and a one-pixel slot shift far more.
+                assert max(ImageStat.Stat(diff).mean) < 0.01
+                assert max(high for _, high in diff.getextrema()) <= 16
 
         gone = after[missing["external_id"]]
         assert gone["image_status"] == "error" and gone["image_error_stage"] == "collage"
