@@ -44,10 +44,6 @@ def test_catalog_weekly_per_brand_at_its_hour(brand: str, cron: str) -> None:
 @pytest.mark.parametrize(
     ("name", "cron", "job", "config"),
     [
-        ("downloader_retry_hourly", "30 * * * *", "originals_job",
-         {"ops": {"product_originals": {"config": {"retry_errors": True}}}}),
-        ("collage_retry_hourly", "30 * * * *", "collages_job",
-         {"ops": {"product_collages": {"config": {"retry_errors": True}}}}),
         ("ximilar_weekly", "0 10 * * 0", "ximilar_job", {}),
         ("availability_hourly", "0 * * * *", "availability_job", {}),
         ("production_sync_hourly", "10 * * * *", "production_job", {}),
@@ -73,9 +69,9 @@ def test_ximilar_retry_daily_covers_pilot_brands_only() -> None:
 
 
 def test_run_keys_differ_per_tick_and_repeat_within_one() -> None:
-    first = tick("downloader_retry_hourly", datetime(2026, 3, 1, 1, 30, tzinfo=UTC))
-    again = tick("downloader_retry_hourly", datetime(2026, 3, 1, 1, 30, tzinfo=UTC))
-    later = tick("downloader_retry_hourly", datetime(2026, 3, 1, 2, 30, tzinfo=UTC))
+    first = tick("availability_hourly", datetime(2026, 3, 1, 1, tzinfo=UTC))
+    again = tick("availability_hourly", datetime(2026, 3, 1, 1, tzinfo=UTC))
+    later = tick("availability_hourly", datetime(2026, 3, 1, 2, tzinfo=UTC))
     assert [r.run_key for r in first] == [r.run_key for r in again]
     assert not {r.run_key for r in first} & {r.run_key for r in later}
 

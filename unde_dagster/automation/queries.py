@@ -21,6 +21,9 @@ QUEUE_PREDICATES: dict[str, str] = {
     ),
 }
 
+# `image_error_stage` of a failed row -> the attempts column of that stage (db/claims.py)
+ERROR_STAGE_ATTEMPTS = {"download": "image_attempts", "collage": "collage_attempts"}
+
 
 @dataclass(frozen=True)
 class BrandQueue:
@@ -44,6 +47,18 @@ def stage_queues(conn: psycopg.Connection, stage: str) -> dict[str, BrandQueue]:
         digest = hashlib.sha256(raw.encode()).hexdigest()[:12]
         queues[str(brand)] = BrandQueue(str(brand), int(count), digest)
     return queues
+
+
+def brands_with_retries(conn: psycopg.Connection, error_stage: str, max_attempts: int) -> list[str]:
+    """Brands holding rows this stage failed that still have attempts left: the only brands
+    an hourly retry pass has anything to do for (the pass itself applies the cooldown)."""
+    attempts = ERROR_STAGE_ATTEMPTS[error_stage]
+    rows = conn.execute(
+        "SELECT DISTINCT brand FROM raw_products WHERE image_status = 'error' "
+        f"AND image_error_stage = %s AND {attempts} < %s ORDER BY brand",
+        (error_stage, max_attempts),
+    ).fetchall()
+    return [str(brand) for (brand,) in rows]
 
 
 @dataclass(frozen=True)

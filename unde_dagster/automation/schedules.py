@@ -1,7 +1,9 @@
 """The Celery beat entries as Dagster schedules, at the seed times (UTC) by default.
 
 Each tick asks for one run per brand partition, with a run key made of the brand and the
-tick time, so a restarted daemon never launches the same tick twice.
+tick time, so a restarted daemon never launches the same tick twice. The hourly retry passes
+ask only for brands that hold failed rows with attempts left (one indexed query), so a quiet
+hour launches nothing instead of a run per brand.
 """
 
 from __future__ import annotations
@@ -12,7 +14,13 @@ from dataclasses import dataclass
 import dagster as dg
 
 from unde_dagster.automation.jobs import AssetJob, Stage
+from unde_dagster.automation.queries import brands_with_retries
 from unde_dagster.brands import Brand, load_brands
+from unde_dagster.resources.databases import StagingDatabase
+from unde_dagster.resources.stage_queue import StageQueueSettings
+
+# The resource holding each retried stage's claim rules (its `max_attempts`).
+QUEUE_SETTINGS = {"download": "photo_downloader", "collage": "collage_maker"}
 
 
 @dataclass(frozen=True)
@@ -24,6 +32,7 @@ class Beat:
     cron: str
     retry: bool = False
     brands: Callable[[], Sequence[str]] | None = None  # None: every brand
+    retries_of: str | None = None  # `image_error_stage` whose failed rows the pass retries
 
 
 def _all_brands() -> list[str]:
@@ -45,8 +54,9 @@ def beats() -> list[Beat]:
         for b in load_brands().values()
     ]
     table += [
-        Beat("downloader_retry_hourly", "originals", "30 * * * *", retry=True),
-        Beat("collage_retry_hourly", "collages", "30 * * * *", retry=True),
+        Beat("downloader_retry_hourly", "originals", "30 * * * *", retry=True,
+             retries_of="download"),
+        Beat("collage_retry_hourly", "collages", "30 * * * *", retry=True, retries_of="collage"),
         # Weekly over every brand so SKUs of a brand taken out of the pilot leave the index.
         Beat("ximilar_weekly", "ximilar", "0 10 * * 0"),
         Beat("ximilar_retry_daily", "ximilar", "0 12 * * *", retry=True, brands=_pilot_brands),
@@ -65,11 +75,15 @@ def build_schedule(
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time \
             else "manual"
         config = stage.run_config(beat.retry)
+        brands = list(brands_of())
+        if beat.retries_of is not None:
+            waiting = set(_brands_with_retries(context, beat.retries_of))
+            brands = [b for b in brands if b in waiting]
         if not partitioned:
             yield dg.RunRequest(run_key=f"{beat.name}:{tick}", run_config=config,
                                 tags={"unde/role": stage.role})
             return
-        for brand in brands_of():
+        for brand in brands:
             yield dg.RunRequest(
                 run_key=f"{beat.name}:{brand}:{tick}",
                 partition_key=brand,
@@ -86,4 +100,14 @@ def build_schedule(
         execution_fn=requests,
         default_status=dg.DefaultScheduleStatus.RUNNING,
         description=f"Replaces the beat entry `{beat.cron}` UTC: {stage.asset} {kind}.",
+        required_resource_keys=(
+            {"staging_db", QUEUE_SETTINGS[beat.retries_of]} if beat.retries_of else None
+        ),
     )
+
+
+def _brands_with_retries(context: dg.ScheduleEvaluationContext, error_stage: str) -> list[str]:
+    staging_db: StagingDatabase = context.resources.staging_db
+    settings: StageQueueSettings = getattr(context.resources, QUEUE_SETTINGS[error_stage])
+    with staging_db.connect(autocommit=True) as conn:
+        return brands_with_retries(conn, error_stage, settings.max_attempts)
