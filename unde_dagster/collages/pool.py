@@ -18,6 +18,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wai
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Generic, TypeVar
 
+from PIL import Image
+
 from unde_dagster.collages.compose import CollageError, CollageResult, build_collage
 
 K = TypeVar("K", bound=Hashable)
@@ -27,21 +29,28 @@ DEFAULT_MAX_TASKS_PER_CHILD = 200
 
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _MMAP_THRESHOLD_BYTES = 1 << 20
+_PILLOW_BLOCKS_KEPT = 3
 
 
 def configure_worker() -> None:
-    """Make big allocations mmap-backed in this process (glibc only; a no-op elsewhere).
+    """Make big allocations mmap-backed (glibc only) and let Pillow reuse a few blocks.
 
     Pillow frees decoded photos and canvases in 16 MiB blocks. glibc's adaptive threshold
     would soon serve those from the brk heap, where fragmentation keeps pages resident:
     measured on the mixed bench set, peak RSS 217 MiB by default vs 188 MiB with a fixed
-    1 MiB threshold, and RSS then falls back to idle between SKUs.
+    1 MiB threshold, and RSS then falls back to idle (plus the kept Pillow blocks, at most
+    48 MiB) between SKUs.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         pass
+    # ...but then every fresh buffer costs a page fault per 4 KiB (77k per mixed SKU, a
+    # third of its CPU time). Pillow's arena keeps a few freed 16 MiB blocks for the next
+    # image instead: 3 blocks cut faults to 52k and CPU ~15% for +18 MiB of peak RSS
+    # (mixed set 160 -> 178 MiB; equal heights unchanged at 145 MiB); 4 would reach 192.
+    Image.core.set_blocks_max(_PILLOW_BLOCKS_KEPT)
 
 
 def _worker(photos: Sequence[bytes], quality: int) -> CollageResult:
