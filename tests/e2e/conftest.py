@@ -22,6 +22,7 @@ from unde_local.dagster_services import PROJECT_DIR, DagsterServices
 from unde_local.postgres import free_port
 from unde_local.stack import LocalStack
 
+ARTIFACTS = PROJECT_DIR / "test-artifacts" / "e2e"
 IN_FLIGHT = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -54,6 +55,45 @@ class DagsterDeployment:
         for run in self.in_flight():
             self.instance.report_run_canceled(run, message="end of an end-to-end test")
 
+    def limit_violations(self) -> list[str]:
+        """Tag limits of the run queue that some moment of the recorded runs exceeded."""
+        records = [r for r in self.instance.get_run_records() if r.start_time]
+        limits = self.instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
+        violations = []
+        for limit in limits:
+            key, value = limit["key"], limit.get("value")
+            per_value = isinstance(value, dict) and value.get("applyLimitPerUniqueValue")
+            groups: dict[str, list[tuple[float, int]]] = {}
+            for record in records:
+                tag = record.dagster_run.tags.get(key)
+                if tag is None or (not per_value and value is not None and tag != value):
+                    continue
+                end = record.end_time or time.time()
+                groups.setdefault(tag, []).extend([(record.start_time, 1), (end, -1)])
+            for tag, edges in groups.items():
+                running = peak = 0
+                for _, step in sorted(edges, key=lambda e: (e[0], e[1])):  # ends first
+                    running += step
+                    peak = max(peak, running)
+                if peak > limit["limit"]:
+                    violations.append(f"{key}={tag}: {peak} runs at once > {limit['limit']}")
+        return violations
+
+    def save_timeline(self, name: str) -> None:
+        """Every run of the instance with its start, end and status, into the artifacts."""
+        lines = []
+        for record in reversed(self.instance.get_run_records()):
+            run = record.dagster_run
+            start, end = record.start_time or 0.0, record.end_time or 0.0
+            lines.append(
+                f"{run.job_name:24} {run.tags.get('dagster/partition', '-'):13} "
+                f"{run.status.value:9} {time.strftime('%H:%M:%S', time.gmtime(start))} "
+                f"{end - start:6.1f}s  {run.tags.get('dagster/sensor_name', '')}"
+                f"{run.tags.get('dagster/backfill', '')}"
+            )
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        (ARTIFACTS / name).write_text("\n".join(lines) + "\n")
+
     def log_tail(self, service: str, lines: int = 60) -> str:
         path = self.services.run_dir / f"{service}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -76,6 +116,9 @@ def dagster_deployment(stack: LocalStack) -> Iterator[DagsterDeployment]:
         deployment.wait_idle(timeout_s=60)
         services.stop()
         instance.dispose()
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        for log in services.run_dir.glob("*.log"):  # kept for a failed CI run's post-mortem
+            shutil.copy(log, ARTIFACTS / log.name)
 
 
 @pytest.fixture()

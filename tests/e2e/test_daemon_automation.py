@@ -11,19 +11,17 @@ assertion (speed is for benchmarks).
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import psycopg
 import pytest
 
-from tests.e2e.conftest import DagsterDeployment
+from tests.e2e.conftest import ARTIFACTS, DagsterDeployment
 from tests.integration.image_stage_helpers import load_catalog, small_catalog, warm_photos
 from unde_dagster.deploy.roles import ROLE_TAG
 from unde_local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
 
-ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "e2e"
 SENSOR_TAG = "dagster/sensor_name"
 DEADLINE_S = 420  # a hang, not a speed limit: the sensors tick every 30 s
 
@@ -73,6 +71,7 @@ def test_catalog_write_reaches_collages_through_the_sensors(
         assert run.tags[ROLE_TAG] in {"downloader", "collage"}, run.tags
         assert run.tags[f"unde/brand_{run.tags[ROLE_TAG]}"] == brand
 
+    assert deployment.limit_violations() == []
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     report = (
         f"catalog row written -> collage_ready, {len(latencies)} SKUs of {brand}, daemon "
