@@ -31,4 +31,7 @@ defs = dg.Definitions(
     schedules=automation.schedules,
     sensors=automation.sensors,
     resources=resources_from_env(),
+    # A run is one brand's chain of steps (and their checks): a subprocess per step would
+    # only add an interpreter start-up each (~5 s); the collage step has its own pool.
+    executor=dg.in_process_executor,
 )
