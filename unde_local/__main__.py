@@ -12,7 +12,7 @@ import threading
 import time
 from pathlib import Path
 
-from unde_local.dagster_services import DagsterServices
+from unde_local.dagster_services import DagsterServices, live_pid
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 
@@ -22,15 +22,7 @@ def stack_root(name: str) -> Path:
 
 
 def _running_pid(root: Path) -> int | None:
-    pid_file = root / "stack.pid"
-    if not pid_file.exists():
-        return None
-    pid = int(pid_file.read_text())
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return None
-    return pid
+    return live_pid(root / "stack.pid")
 
 
 def _prepare_dagster_home(root: Path) -> None:

@@ -82,15 +82,7 @@ class DagsterServices:
         proc = self._started.get(service)
         if proc is not None:
             return proc.pid if proc.poll() is None else None
-        pid_file = self.run_dir / f"{service}.pid"
-        if not pid_file.exists():
-            return None
-        pid = int(pid_file.read_text())
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            return None
-        return pid
+        return live_pid(self.run_dir / f"{service}.pid")
 
     def stop(self, timeout_s: float = 30) -> None:
         """SIGTERM each process group (the daemon's children too), SIGKILL what lingers."""
@@ -108,6 +100,18 @@ class DagsterServices:
             if proc is not None:
                 proc.wait(timeout=10)
             (self.run_dir / f"{service}.pid").unlink(missing_ok=True)
+
+
+def live_pid(pid_file: Path) -> int | None:
+    """The pid recorded in `pid_file`, if that process still runs."""
+    if not pid_file.exists():
+        return None
+    pid = int(pid_file.read_text())
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    return pid
 
 
 def _signal_group(pid: int, sig: signal.Signals) -> None:

@@ -16,20 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
+from unde_dagster.automation.sensors import IN_FLIGHT
 from unde_local.dagster_services import PROJECT_DIR, DagsterServices
 from unde_local.postgres import free_port
 from unde_local.stack import LocalStack
 
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "e2e"
-IN_FLIGHT = [
-    dg.DagsterRunStatus.QUEUED,
-    dg.DagsterRunStatus.NOT_STARTED,
-    dg.DagsterRunStatus.STARTING,
-    dg.DagsterRunStatus.STARTED,
-    dg.DagsterRunStatus.CANCELING,
-]
 
 
 @dataclass
@@ -97,6 +92,13 @@ class DagsterDeployment:
     def log_tail(self, service: str, lines: int = 60) -> str:
         path = self.services.run_dir / f"{service}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def image_statuses(conn: psycopg.Connection, brand: str) -> dict[str, int]:
+    rows = conn.execute(
+        "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1", (brand,)
+    ).fetchall()
+    return {str(status): int(n) for status, n in rows}
 
 
 @pytest.fixture(scope="package")

@@ -15,7 +15,7 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, DagsterDeployment
+from tests.e2e.conftest import ARTIFACTS, DagsterDeployment, image_statuses
 from tests.integration.image_stage_helpers import load_catalog, small_catalog, warm_photos
 from unde_dagster.deploy.roles import ROLE_TAG
 from unde_local.stack import LocalStack
@@ -24,13 +24,6 @@ pytestmark = pytest.mark.e2e
 
 SENSOR_TAG = "dagster/sensor_name"
 DEADLINE_S = 420  # a hang, not a speed limit: the sensors tick every 30 s
-
-
-def _statuses(conn: psycopg.Connection, brand: str) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1", (brand,)
-    ).fetchall()
-    return {str(status): int(n) for status, n in rows}
 
 
 def test_catalog_write_reaches_collages_through_the_sensors(
@@ -43,12 +36,12 @@ def test_catalog_write_reaches_collages_through_the_sensors(
     with small_catalog(stack, brand, n_skus=4, photos=2):
         warm_photos(stack)
         load_catalog(brand, resources, deployment.instance)
-    assert _statuses(staging, brand) == {"pending": 4}
+    assert image_statuses(staging, brand) == {"pending": 4}
 
     deadline = time.monotonic() + DEADLINE_S
-    while _statuses(staging, brand) != {"collage_ready": 4}:
+    while image_statuses(staging, brand) != {"collage_ready": 4}:
         assert time.monotonic() < deadline, (
-            f"rows still {_statuses(staging, brand)} after {DEADLINE_S}s\n"
+            f"rows still {image_statuses(staging, brand)} after {DEADLINE_S}s\n"
             + deployment.log_tail("daemon")
         )
         time.sleep(1)

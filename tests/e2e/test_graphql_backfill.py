@@ -19,7 +19,7 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
-from tests.e2e.conftest import DagsterDeployment
+from tests.e2e.conftest import DagsterDeployment, image_statuses
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
 from unde_dagster.deploy.roles import uses_tag
 from unde_local.stack import LocalStack
@@ -116,13 +116,6 @@ def _tags(run: dict[str, Any]) -> dict[str, str]:
     return {t["key"]: t["value"] for t in run["tags"]}
 
 
-def _statuses(conn: psycopg.Connection, brand: str) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1", (brand,)
-    ).fetchall()
-    return {str(status): int(n) for status, n in rows}
-
-
 def test_backfill_of_two_brands_and_rerun_of_the_failed_one(
     deployment: DagsterDeployment, stack: LocalStack, staging: psycopg.Connection
 ) -> None:
@@ -148,7 +141,7 @@ def test_backfill_of_two_brands_and_rerun_of_the_failed_one(
         failed = {_tags(r)["dagster/partition"] for r in runs if r["status"] == "FAILURE"}
         assert failed == {"zara"}, [(r["runId"], r["status"]) for r in runs]
         for brand in BRANDS:
-            assert _statuses(staging, brand) == {"collage_ready": 3}, brand
+            assert image_statuses(staging, brand) == {"collage_ready": 3}, brand
 
         ximilar_faults.clear()
         rerun_id = api.reexecute_from_failure(first_id)
