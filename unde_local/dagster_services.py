@@ -85,7 +85,7 @@ class DagsterServices:
         return live_pid(self.run_dir / f"{service}.pid")
 
     def stop(self, timeout_s: float = 30) -> None:
-        """SIGTERM each process group (the daemon's children too), SIGKILL what lingers."""
+        """SIGTERM each process group, then SIGKILL what is left of it (its code servers)."""
         for service in SERVICES:
             pid = self.pid(service)
             if pid is None:
@@ -94,8 +94,8 @@ class DagsterServices:
             deadline = time.monotonic() + timeout_s
             while self.pid(service) and time.monotonic() < deadline:
                 time.sleep(0.2)
-            if self.pid(service):
-                _signal_group(pid, signal.SIGKILL)
+            # Also the code servers the process started: they outlive a SIGTERM'd parent.
+            _signal_group(pid, signal.SIGKILL)
             proc = self._started.pop(service, None)
             if proc is not None:
                 proc.wait(timeout=10)
