@@ -20,9 +20,10 @@ from PIL import Image
 
 from unde_dagster.automation import queries
 from unde_dagster.automation.alerts import send_alert
-from unde_dagster.automation.jobs import PARTITION_TAG, Stage
+from unde_dagster.automation.jobs import Stage
 from unde_dagster.brands import load_brands
 from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.deploy.roles import PARTITION_TAG
 from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore, original_key

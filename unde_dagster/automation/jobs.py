@@ -16,20 +16,7 @@ from dagster._core.definitions.unresolved_asset_job_definition import (
     UnresolvedAssetJobDefinition as AssetJob,  # not exported by `dagster`; the job type
 )
 
-ROLE_TAG = "unde/role"
-PARTITION_TAG = "dagster/partition"
-
-# The same tag scheme as unde_dagster/deploy/roles.py (uses_tag/brand_tag), spelled out here
-# so the local instance's queue limits work with or without the role-tagging coordinator.
-
-
-def uses_tag(role: str) -> str:
-    return f"unde/uses_{role}"
-
-
-def brand_tag(role: str) -> str:
-    return f"unde/brand_{role}"
-
+from unde_dagster.deploy.roles import ROLE_TAG, brand_tag, uses_tag
 
 # Transient faults (DB restart, S3 5xx, proxy down) fail the op; bad data never does (it ends
 # as an error on the SKU), so retrying a failed op is safe and cannot loop on a bad row.

@@ -15,9 +15,10 @@ from typing import Any
 
 import dagster as dg
 
-from unde_dagster.automation.jobs import PARTITION_TAG, AssetJob, Stage, brand_tag
+from unde_dagster.automation.jobs import AssetJob, Stage
 from unde_dagster.automation.queries import BrandQueue, stage_queues
 from unde_dagster.brands import load_brands
+from unde_dagster.deploy.roles import PARTITION_TAG, brand_tag
 from unde_dagster.resources.databases import StagingDatabase
 
 IN_FLIGHT = [
