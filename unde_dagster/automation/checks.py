@@ -152,10 +152,7 @@ def _db_check(asset: str, name: str, description: str, make_eval: MakeEval) -> A
         context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase,
         check_thresholds: CheckThresholds,
     ) -> dg.AssetCheckResult:
-        evaluate = make_eval(check_thresholds)
-        with staging_db.connect(autocommit=True) as conn:
-            verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
-        return _result(context, asset, name, verdicts)
+        return _evaluate(context, staging_db, asset, name, make_eval(check_thresholds))
     return check
 
 
@@ -168,11 +165,17 @@ def _dimension_check(asset: str) -> Any:
         context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase,
         object_store: ObjectStore,
     ) -> dg.AssetCheckResult:
-        evaluate = dimension_eval(object_store)
-        with staging_db.connect(autocommit=True) as conn:
-            verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
-        return _result(context, asset, name, verdicts)
+        return _evaluate(context, staging_db, asset, name, dimension_eval(object_store))
     return check
+
+
+def _evaluate(
+    context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase, asset: str,
+    check: str, evaluate: BrandEval,
+) -> dg.AssetCheckResult:
+    with staging_db.connect(autocommit=True) as conn:
+        verdicts = {b: evaluate(conn, b) for b in brands_in_scope(context)}
+    return _result(context, asset, check, verdicts)
 
 
 def build_checks(stages: dict[str, Stage]) -> list[dg.AssetChecksDefinition]:

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from unde_dagster.db.claims import StageQueue
+
 # Rows waiting for each stage's *new-work* pass (errors are the hourly retry schedules' job).
 QUEUE_PREDICATES: dict[str, str] = {
     "originals": "image_status = 'pending'",
@@ -20,9 +22,6 @@ QUEUE_PREDICATES: dict[str, str] = {
         "AND ximilar_status IN ('pending', 'partial')"
     ),
 }
-
-# `image_error_stage` of a failed row -> the attempts column of that stage (db/claims.py)
-ERROR_STAGE_ATTEMPTS = {"download": "image_attempts", "collage": "collage_attempts"}
 
 
 @dataclass(frozen=True)
@@ -49,14 +48,15 @@ def stage_queues(conn: psycopg.Connection, stage: str) -> dict[str, BrandQueue]:
     return queues
 
 
-def brands_with_retries(conn: psycopg.Connection, error_stage: str, max_attempts: int) -> list[str]:
+def brands_with_retries(
+    conn: psycopg.Connection, queue: StageQueue, max_attempts: int
+) -> list[str]:
     """Brands holding rows this stage failed that still have attempts left: the only brands
     an hourly retry pass has anything to do for (the pass itself applies the cooldown)."""
-    attempts = ERROR_STAGE_ATTEMPTS[error_stage]
     rows = conn.execute(
         "SELECT DISTINCT brand FROM raw_products WHERE image_status = 'error' "
-        f"AND image_error_stage = %s AND {attempts} < %s ORDER BY brand",
-        (error_stage, max_attempts),
+        f"AND image_error_stage = %s AND {queue.attempts_column} < %s ORDER BY brand",
+        (queue.stage, max_attempts),
     ).fetchall()
     return [str(brand) for (brand,) in rows]
 

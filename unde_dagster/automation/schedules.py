@@ -16,11 +16,12 @@ import dagster as dg
 from unde_dagster.automation.jobs import AssetJob, Stage
 from unde_dagster.automation.queries import brands_with_retries
 from unde_dagster.brands import Brand, load_brands
+from unde_dagster.db.claims import COLLAGE_QUEUE, DOWNLOAD_QUEUE, StageQueue
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.stage_queue import StageQueueSettings
 
-# The resource holding each retried stage's claim rules (its `max_attempts`).
-QUEUE_SETTINGS = {"download": "photo_downloader", "collage": "collage_maker"}
+# The resource holding each retried queue's claim rules (its `max_attempts`).
+QUEUE_SETTINGS = {DOWNLOAD_QUEUE: "photo_downloader", COLLAGE_QUEUE: "collage_maker"}
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class Beat:
     cron: str
     retry: bool = False
     brands: Callable[[], Sequence[str]] | None = None  # None: every brand
-    retries_of: str | None = None  # `image_error_stage` whose failed rows the pass retries
+    retries_of: StageQueue | None = None  # the queue whose failed rows the pass retries
 
 
 def _all_brands() -> list[str]:
@@ -55,8 +56,9 @@ def beats() -> list[Beat]:
     ]
     table += [
         Beat("downloader_retry_hourly", "originals", "30 * * * *", retry=True,
-             retries_of="download"),
-        Beat("collage_retry_hourly", "collages", "30 * * * *", retry=True, retries_of="collage"),
+             retries_of=DOWNLOAD_QUEUE),
+        Beat("collage_retry_hourly", "collages", "30 * * * *", retry=True,
+             retries_of=COLLAGE_QUEUE),
         # Weekly over every brand so SKUs of a brand taken out of the pilot leave the index.
         Beat("ximilar_weekly", "ximilar", "0 10 * * 0"),
         Beat("ximilar_retry_daily", "ximilar", "0 12 * * *", retry=True, brands=_pilot_brands),
@@ -106,8 +108,8 @@ def build_schedule(
     )
 
 
-def _brands_with_retries(context: dg.ScheduleEvaluationContext, error_stage: str) -> list[str]:
+def _brands_with_retries(context: dg.ScheduleEvaluationContext, queue: StageQueue) -> list[str]:
     staging_db: StagingDatabase = context.resources.staging_db
-    settings: StageQueueSettings = getattr(context.resources, QUEUE_SETTINGS[error_stage])
+    settings: StageQueueSettings = getattr(context.resources, QUEUE_SETTINGS[queue])
     with staging_db.connect(autocommit=True) as conn:
-        return brands_with_retries(conn, error_stage, settings.max_attempts)
+        return brands_with_retries(conn, queue, settings.max_attempts)
