@@ -91,9 +91,9 @@ def run_seed(photos: list[bytes]) -> int:
 
 
 def run_ours(photos: list[bytes]) -> int:
-    from unde_dagster.collages.compose import build_collage
+    from unde_dagster.collages.pool import _worker  # what CollagePool runs per SKU
 
-    return len(build_collage(photos).jpeg)
+    return len(_worker(photos, 95).jpeg)
 
 
 def _decode_all(photos: list[bytes]) -> None:

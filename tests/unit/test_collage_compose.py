@@ -13,6 +13,7 @@ import pytest
 from PIL import Image, ImageChops, JpegImagePlugin
 
 from bench.seed_collage import seed_collage, seed_geometry
+from unde_dagster.collages.canvas import RGB_PIXEL_BYTES, CanvasMemory
 from unde_dagster.collages.compose import (
     CollageError,
     CollageResult,
@@ -282,6 +283,44 @@ def test_no_photos_and_oversized_canvas_are_rejected() -> None:
 
 
 # --- pool ----------------------------------------------------------------------------------
+
+
+# --- reused canvas memory ------------------------------------------------------------------
+
+
+def transparent_half(w: int, h: int) -> bytes:
+    """A PNG whose left half is transparent black: stale canvas pixels would show through."""
+    img = Image.new("RGBA", (w, h), (0, 128, 0, 255))
+    img.paste((0, 0, 0, 0), (0, 0, w // 2, h))
+    return encoded(img)
+
+
+def test_reused_canvas_memory_gives_the_same_collages_as_fresh_memory() -> None:
+    """SKUs of every kind one after another on one worker's memory: no pixel of an earlier
+    SKU may survive into a later one, whatever the widths, heights and modes."""
+    skus = [
+        [photo(w, h, i) for i, (w, h) in enumerate(MIXED)],
+        [photo(160, 240, 9, progressive=True), photo(160, 240, 8)],
+        [transparent_half(60, 90), photo(40, 60, 3)],
+        [encoded(Image.new("L", (30, 45), 200)), photo(120, 180, 4), transparent_half(20, 30)],
+        [photo(300, 100, 5), photo(30, 10, 6)],
+    ]
+    memory = CanvasMemory()
+    for photos in skus * 2:
+        assert build_collage(photos, canvas_memory=memory).jpeg == build_collage(photos).jpeg
+    assert memory.kept_bytes >= (288 + 1) * sum(w for w, _ in collage_geometry(MIXED)[0]) * 4
+
+
+def test_canvas_memory_is_kept_up_to_its_limit() -> None:
+    limit = (240 + 1) * 640 * RGB_PIXEL_BYTES
+    memory = CanvasMemory(keep_bytes=limit)
+    small = [photo(160, 240, i) for i in range(4)]
+    build_collage(small, canvas_memory=memory)
+    assert memory.kept_bytes == limit
+    wide = [photo(160, 240, i) for i in range(5)]
+    result = build_collage(wide, canvas_memory=memory)
+    assert result.jpeg == seed_collage(wide)
+    assert memory.kept_bytes == limit  # the bigger canvas had memory of its own
 
 
 def dying_worker(photos: Sequence[bytes], quality: int) -> CollageResult:

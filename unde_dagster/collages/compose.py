@@ -22,12 +22,14 @@ Work saved around the codec and resampler calls:
   before a single pixel is decoded;
 - a photo already at the target height (RGB JPEG) is decoded *straight into its slot of the
   canvas* (the decoder writes at a column offset), so it is never copied, resized or pasted;
-- other photos are decoded, resized (only if their height differs), pasted and released one
-  at a time, the decoded photo freed after the first resize pass, so at most two of
-  decoded / half-resized / resized photo live next to the canvas (the seed held every
-  decoded photo and every resized copy at once);
-- the canvas is never filled with white because the photos cover it exactly (only the slots
-  of photos with transparency are painted white first); it is encoded once.
+- other photos are decoded, resized (only if their height differs) and released one at a
+  time, the decoded photo freed after the first resize pass; an RGB photo's second pass
+  writes straight into its slot, other modes are pasted. At most two of decoded /
+  half-resized / resized photo live next to the canvas (the seed held every decoded photo
+  and every resized copy at once);
+- the canvas is memory the worker reuses from SKU to SKU (``canvas.py``: no page faults,
+  no clearing), because the photos cover it exactly (only the slots of photos with
+  transparency are painted white first); it is encoded once.
 
 Mode handling (the seed pasted whatever Pillow opened; we document each case):
 
@@ -57,6 +59,8 @@ from io import BytesIO
 
 from cykooz_resizer import FilterType, ResizeAlg, ResizeOptions, Resizer
 from PIL import Image, ImageFile, JpegImagePlugin
+
+from unde_dagster.collages.canvas import Canvas, CanvasMemory
 
 # Formats a product photo can plausibly be in (MPO comes through the JPEG opener).
 # Restricting ``Image.open`` keeps exotic decoders (EPS runs Ghostscript, for one) out of
@@ -223,23 +227,28 @@ def lanczos3_upscale(img: Image.Image, size: tuple[int, int]) -> Image.Image:
     return _resize_pass(img, size)
 
 
-def _photo_at(img: ImageFile.ImageFile, size: tuple[int, int]) -> Image.Image:
-    """The decoded ``img`` in a pasteable mode at ``size``. Memory: the decoded photo is
-    closed as soon as the first resize pass has read it, so at most two of photo,
-    half-resized photo and resized photo are alive at once (Pillow holds all three)."""
+def _place(img: Image.Image, size: tuple[int, int], canvas: Canvas, x: int) -> None:
+    """Write the decoded ``img`` at ``size`` into the canvas at column ``x``.
+
+    An RGB photo's last resize pass writes straight into its slot of the canvas; other
+    modes are resized on their own and pasted. The decoded photo is closed as soon as the
+    first pass has read it, so at most two of photo, half-resized photo and resized photo
+    are alive at once (Pillow's own resize holds all three).
+    """
     src = _to_pasteable(img)
-    if src.size == size:
-        return src
     if src is not img:
         img.close()
-    if src.mode not in _FAST_MODES or src.width == size[0]:
-        out = lanczos3_upscale(src, size)
-        img.close()
-        return out
-    mid = _resize_pass(src, (size[0], src.height))
-    img.close()  # frees the pixels when ``src`` is ``img`` (RGB, L)
-    del src
-    return _resize_pass(mid, size)
+    if src.mode in _FAST_MODES and src.width != size[0] and src.height != size[1]:
+        mid = _resize_pass(src, (size[0], src.height))
+        src.close()
+        src = mid
+    if src.size == size:
+        _paste(canvas.image, src, x)
+    elif src.mode == "RGB":
+        _RESIZER.resize_pil(src, canvas.slot(x, size[0]), _LANCZOS3)
+    else:
+        _paste(canvas.image, lanczos3_upscale(src, size), x)
+    src.close()
 
 
 def _resize_pass(img: Image.Image, size: tuple[int, int]) -> Image.Image:
@@ -263,12 +272,15 @@ def build_collage(
     quality: int = 95,
     max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS,
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS,
+    canvas_memory: CanvasMemory | None = None,
 ) -> CollageResult:
     """Glue one SKU's photos into a JPEG (q=95, 4:4:4) at the tallest photo's full height.
 
     Raises CollageError for no photos, empty/HTML/non-image/truncated/corrupt bytes,
     decompression bombs (per photo and for the resulting canvas) and canvases wider than
     JPEG allows. Memory: the canvas plus at most one decoded photo and its resized copy.
+    ``canvas_memory`` is the worker's reusable canvas memory; without it the canvas gets
+    memory of its own, released with the collage.
     """
     if not photos:
         raise CollageError("no photos")
@@ -287,20 +299,17 @@ def build_collage(
                 f"collage {width}x{height} = {width * height} px exceeds the "
                 f"{max_canvas_pixels} px limit (decompression bomb guard)"
             )
-        # Zeroed (lazily mapped) memory: every column is covered by exactly one photo.
-        canvas = Image.new("RGB", (width, height), None)
+        canvas = (canvas_memory or CanvasMemory(keep_bytes=0)).canvas(width, height)
         x = 0
         for i, (img, target) in enumerate(zip(opened, targets, strict=True)):
-            if not (img.size == target and _decode_into(i, img, canvas, x)):
+            if not (img.size == target and _decode_into(i, img, canvas.image, x)):
                 _load(i, img)
-                src = _photo_at(img, target)
-                _paste(canvas, src, x)
-                del src
+                _place(img, target, canvas, x)
             img.close()
             x += target[0]
         opened.clear()
         buf = BytesIO()
-        canvas.save(buf, format="JPEG", quality=quality, subsampling=0)
+        canvas.image.save(buf, format="JPEG", quality=quality, subsampling=0)
         del canvas
         return CollageResult(
             jpeg=buf.getvalue(),

@@ -20,6 +20,7 @@ from typing import Any, Generic, TypeVar
 
 from PIL import Image
 
+from unde_dagster.collages.canvas import CanvasMemory
 from unde_dagster.collages.compose import CollageError, CollageResult, build_collage
 
 K = TypeVar("K", bound=Hashable)
@@ -30,7 +31,7 @@ DEFAULT_MAX_TASKS_PER_CHILD = 200
 _M_MMAP_THRESHOLD = -3  # glibc mallopt parameter
 _MMAP_THRESHOLD_BYTES = 1 << 20
 _PILLOW_BLOCK_BYTES = 4 << 20
-_PILLOW_BLOCKS_KEPT = 12
+_PILLOW_BLOCKS_KEPT = 8
 
 
 def configure_worker() -> None:
@@ -38,26 +39,31 @@ def configure_worker() -> None:
 
     glibc's adaptive threshold would soon serve Pillow's big blocks from the brk heap, where
     fragmentation keeps pages resident: on the mixed bench set, peak RSS 217 MiB by default
-    vs 188 MiB with a fixed 1 MiB threshold, and RSS falls back to idle between SKUs.
+    vs 188 MiB with a fixed 1 MiB threshold. Between SKUs a worker holds only its canvas
+    memory and Pillow's kept blocks.
     """
     try:
         libc = ctypes.CDLL("libc.so.6")
         libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_BYTES)
     except (OSError, AttributeError):
         pass
-    # ...but then every fresh buffer costs a page fault per 4 KiB (77k per mixed SKU, a
-    # third of its CPU time). Pillow's arena keeps freed blocks for the next image instead.
-    # Small blocks waste less on small photos, so more can be kept for the same peak RSS:
-    # 12 x 4 MiB (48 MiB) gave mixed-set 2.14x the seed's throughput at 57% of its peak RSS,
-    # vs 3 x 16 MiB at 1.90x / 54% (bench/collage_bench.py --skus 24, idle, same run sizes).
+    # ...but then every fresh buffer costs a page fault per 4 KiB. The canvas has memory of
+    # its own (collages/canvas.py); Pillow's arena keeps freed blocks for the photos and
+    # half-resized photos of the next SKU. Mixed set, per SKU: 27.5k faults and 98 ms of
+    # system time with Pillow's defaults, 6.8k and 16 ms with 8 kept blocks of 4 MiB
+    # (small blocks waste less on small photos; 12 blocks saved nothing more).
     Image.core.set_block_size(_PILLOW_BLOCK_BYTES)
     Image.core.set_blocks_max(_PILLOW_BLOCKS_KEPT)
+
+
+# The canvas memory a worker process reuses from SKU to SKU (see collages/canvas.py).
+_canvas_memory = CanvasMemory()
 
 
 def _worker(photos: Sequence[bytes], quality: int) -> CollageResult:
     """Worker entry point: any non-CollageError is wrapped so it pickles back readably."""
     try:
-        return build_collage(photos, quality=quality)
+        return build_collage(photos, quality=quality, canvas_memory=_canvas_memory)
     except CollageError:
         raise
     except MemoryError:
