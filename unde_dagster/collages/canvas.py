@@ -43,8 +43,7 @@ class CanvasMemory:
         if needed > self.keep_bytes:
             return Canvas(_anonymous(needed), width, height)
         if self._kept is None or len(self._kept) < needed:
-            self._kept = None  # the old map is freed once no canvas views it any more
-            self._kept = _anonymous(needed)
+            self._kept = _anonymous(needed)  # the old map goes with its last view
         return Canvas(self._kept, width, height)
 
 
