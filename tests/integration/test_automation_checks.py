@@ -113,6 +113,21 @@ def test_last_batch_error_rate(
     assert tuned.metadata["by_brand"].value["zara"]["threshold"] == 0.05
 
 
+def test_catalog_last_batch_error_rate_reads_the_brands_apify_log(
+    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    """The catalog logs under `apify_<brand>` with no brand in its metadata."""
+    staging.execute(
+        "INSERT INTO scraper_logs (scraper_name, status, records_fetched, records_errors, "
+        "started_at) VALUES ('apify_zara', 'partial', 10, 4, NOW()), "
+        "('apify_bershka', 'success', 10, 0, NOW())"
+    )
+    result = run_check("raw_products", "last_batch_error_rate", resources, instance)
+    assert not result.passed
+    assert result.metadata["brands_failed"].value == ["zara"]
+    assert result.metadata["by_brand"].value["zara"]["error_rate"] == 0.4
+
+
 def test_collage_dimensions_match_the_originals(
     staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:

@@ -5,7 +5,7 @@ brand run they look at that run's brand (`dagster/partition`), run alone they lo
 brand and fail if any brand does. A failing check also posts to the alert webhook.
 """
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from io import BytesIO
@@ -89,13 +89,13 @@ def failing_before(instance: dg.DagsterInstance, key: dg.AssetCheckKey, run_id: 
 
 
 def error_rate_eval(
-    scraper_names: list[str], by_brand_name: bool, limits: CheckThresholds
+    limits: CheckThresholds, *, scraper_names: Sequence[str] = (), by_brand_name: bool = False
 ) -> BrandEval:
     def evaluate(conn: psycopg.Connection, brand: str) -> Verdict:
         if by_brand_name:  # the catalog logs under `apify_<brand>`
             batch = queries.last_batch(conn, [f"apify_{brand}"], None)
         else:
-            batch = queries.last_batch(conn, scraper_names, brand)
+            batch = queries.last_batch(conn, list(scraper_names), brand)
         if batch is None:
             return Verdict(True, {"last_batch": None})
         rate = round(batch.error_rate, 4)
@@ -184,12 +184,12 @@ def build_checks(stages: dict[str, Stage]) -> list[dg.AssetChecksDefinition]:
                 "(resource `check_thresholds`, default 20%).")
     if "catalog" in stages:
         checks.append(_db_check("raw_products", "last_batch_error_rate", rate_doc,
-                                lambda t: error_rate_eval([], False, t)))
+                                partial(error_rate_eval, by_brand_name=True)))
     if "originals" in stages:
         s = stages["originals"]
         checks += [
             _db_check(s.asset, "last_batch_error_rate", rate_doc,
-                      partial(error_rate_eval, list(s.scraper_names), False)),
+                      partial(error_rate_eval, scraper_names=s.scraper_names)),
             _db_check(s.asset, "no_sku_pending_past_sla",
                       "No SKU waits in `pending` longer than `pending_sla_hours` (default 24).",
                       lambda t: stuck_eval("pending", t.pending_sla_hours)),
@@ -198,7 +198,7 @@ def build_checks(stages: dict[str, Stage]) -> list[dg.AssetChecksDefinition]:
         s = stages["collages"]
         checks += [
             _db_check(s.asset, "last_batch_error_rate", rate_doc,
-                      partial(error_rate_eval, list(s.scraper_names), False)),
+                      partial(error_rate_eval, scraper_names=s.scraper_names)),
             _db_check(s.asset, "no_sku_uploaded_past_sla",
                       "No SKU waits in `uploaded` without a collage longer than "
                       "`uploaded_sla_hours` (default 2).",
