@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 
 from unde_dagster.automation.sensors import IN_FLIGHT
@@ -92,13 +91,6 @@ class DagsterDeployment:
     def log_tail(self, service: str, lines: int = 60) -> str:
         path = self.services.run_dir / f"{service}.log"
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-
-
-def image_statuses(conn: psycopg.Connection, brand: str) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1", (brand,)
-    ).fetchall()
-    return {str(status): int(n) for status, n in rows}
 
 
 @pytest.fixture(scope="package")

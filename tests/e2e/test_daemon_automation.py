@@ -15,8 +15,9 @@ import time
 import psycopg
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, DagsterDeployment, image_statuses
+from tests.e2e.conftest import ARTIFACTS, DagsterDeployment
 from tests.integration.image_stage_helpers import load_catalog, small_catalog, warm_photos
+from unde_dagster.db.claims import status_counts
 from unde_dagster.deploy.roles import ROLE_TAG
 from unde_local.stack import LocalStack
 
@@ -36,12 +37,12 @@ def test_catalog_write_reaches_collages_through_the_sensors(
     with small_catalog(stack, brand, n_skus=4, photos=2):
         warm_photos(stack)
         load_catalog(brand, resources, deployment.instance)
-    assert image_statuses(staging, brand) == {"pending": 4}
+    assert status_counts(staging, brand) == {"pending": 4}
 
     deadline = time.monotonic() + DEADLINE_S
-    while image_statuses(staging, brand) != {"collage_ready": 4}:
+    while status_counts(staging, brand) != {"collage_ready": 4}:
         assert time.monotonic() < deadline, (
-            f"rows still {image_statuses(staging, brand)} after {DEADLINE_S}s\n"
+            f"rows still {status_counts(staging, brand)} after {DEADLINE_S}s\n"
             + deployment.log_tail("daemon")
         )
         time.sleep(1)

@@ -19,8 +19,9 @@ import pytest
 from dagster_graphql import DagsterGraphQLClient
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
-from tests.e2e.conftest import DagsterDeployment, image_statuses
+from tests.e2e.conftest import DagsterDeployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
+from unde_dagster.db.claims import status_counts
 from unde_dagster.deploy.roles import uses_tag
 from unde_local.stack import LocalStack
 
@@ -141,7 +142,7 @@ def test_backfill_of_two_brands_and_rerun_of_the_failed_one(
         failed = {_tags(r)["dagster/partition"] for r in runs if r["status"] == "FAILURE"}
         assert failed == {"zara"}, [(r["runId"], r["status"]) for r in runs]
         for brand in BRANDS:
-            assert image_statuses(staging, brand) == {"collage_ready": 3}, brand
+            assert status_counts(staging, brand) == {"collage_ready": 3}, brand
 
         ximilar_faults.clear()
         rerun_id = api.reexecute_from_failure(first_id)

@@ -35,6 +35,7 @@ from tests.e2e.browser import (
 )
 from tests.e2e.conftest import DagsterDeployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
+from unde_dagster.db.claims import status_counts
 from unde_local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e
@@ -68,13 +69,6 @@ def page(browser: Browser) -> Iterator[Page]:
     context.add_init_script(DISMISS_COMMUNITY_PROMPT)
     yield context.new_page()
     context.close()
-
-
-def _statuses(conn: psycopg.Connection, brand: str) -> dict[str, int]:
-    rows = conn.execute(
-        "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1", (brand,)
-    ).fetchall()
-    return {str(status): int(n) for status, n in rows}
 
 
 def open_asset_graph(page: Page, url: str) -> None:
@@ -194,6 +188,6 @@ def test_operator_backfills_two_brands_from_the_ui(
         # did the work, every row of both brands ends with its collage.
         deadline = time.monotonic() + ROWS_DEADLINE_S
         want = {"collage_ready": N_SKUS}
-        while any(_statuses(staging, b) != want for b in BRANDS):
-            assert time.monotonic() < deadline, {b: _statuses(staging, b) for b in BRANDS}
+        while any(status_counts(staging, b) != want for b in BRANDS):
+            assert time.monotonic() < deadline, {b: status_counts(staging, b) for b in BRANDS}
             time.sleep(1)

@@ -77,14 +77,14 @@ def build_schedule(
         tick = context.scheduled_execution_time.isoformat() if context.scheduled_execution_time \
             else "manual"
         config = stage.run_config(beat.retry)
-        brands = list(brands_of())
-        if beat.retries_of is not None:
-            waiting = set(_brands_with_retries(context, beat.retries_of))
-            brands = [b for b in brands if b in waiting]
         if not partitioned:
             yield dg.RunRequest(run_key=f"{beat.name}:{tick}", run_config=config,
                                 tags={"unde/role": stage.role})
             return
+        brands = list(brands_of())
+        if beat.retries_of is not None:
+            waiting = set(_brands_with_retries(context, beat.retries_of))
+            brands = [b for b in brands if b in waiting]
         for brand in brands:
             yield dg.RunRequest(
                 run_key=f"{beat.name}:{brand}:{tick}",
