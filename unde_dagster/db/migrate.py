@@ -21,6 +21,8 @@ import psycopg
 Database = Literal["staging", "production"]
 
 _LOCK_ID = 0x554E4445  # "UNDE"
+# gen_random_uuid() is built in from 13 on; the migrations need no extension.
+MIN_SERVER_VERSION = 130000
 _VERSION_TABLE = """
 CREATE TABLE IF NOT EXISTS unde_schema_migrations (
     version TEXT PRIMARY KEY,
@@ -50,6 +52,12 @@ def migrate(conninfo: str, database: Database) -> list[str]:
     """Apply pending migrations; return the versions applied now (empty if up to date)."""
     applied_now: list[str] = []
     with psycopg.connect(conninfo, autocommit=True) as conn:
+        if conn.info.server_version < MIN_SERVER_VERSION:
+            found = conn.info.parameter_status("server_version")
+            raise RuntimeError(
+                f"{database}: the server is PostgreSQL {found}; the migrations need 13 or "
+                "newer (they use the built-in gen_random_uuid(), no extension)"
+            )
         conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
         try:
             conn.execute(_VERSION_TABLE)
