@@ -1,6 +1,9 @@
 """Availability domain without a network: references, store filter, stock parsing, retries.
 
-HTTP is faked only at the boundary (`responses`); waits go through a recording `sleep`.
+HTTP is faked only at the boundary (`responses`). `responses` replays urllib3's retry
+decisions without its waits, so the waits are checked on the policy's own `Retry` (the
+object urllib3 runs on each try), through a recording `sleep`; test_http_policy.py runs the
+same machinery over a real socket.
 """
 
 from __future__ import annotations
@@ -8,8 +11,11 @@ from __future__ import annotations
 import pytest
 import requests
 import responses
+from urllib3 import HTTPResponse
+from urllib3.exceptions import MaxRetryError
 
 from unde_dagster.availability.client import (
+    RETRY_STATUSES,
     AvailabilityError,
     HttpPolicy,
     get_json,
@@ -108,26 +114,42 @@ def _policy(waits: list[float]) -> HttpPolicy:
 
 
 @responses.activate
-def test_429_is_retried_with_retry_after_then_succeeds() -> None:
+def test_429_and_403_are_retried_then_succeed() -> None:
     responses.get(URL, status=429, headers={"Retry-After": "4"})
     responses.get(URL, status=403, body="<html>Access Denied</html>")
     responses.get(URL, json={"productAvailability": []})
-    waits: list[float] = []
     params = stock_params([1, 2], ["0208679780001-V2026"], "WOMAN")
-    assert get_json(requests.Session(), URL, params, _policy(waits)) == {"productAvailability": []}
-    assert waits == [4.0, 8.0]
+    assert get_json(requests.Session(), URL, params, _policy([])) == {"productAvailability": []}
+    assert len(responses.calls) == 3
     sent = responses.calls[0].request.url or ""
     assert "physicalStoreIds=1&physicalStoreIds=2" in sent and "sectionName=WOMAN" in sent
 
 
-@responses.activate
-def test_persistent_403_gives_up_after_max_attempts() -> None:
-    responses.get(URL, status=403, body="<html>Access Denied</html>")
+def test_waits_honour_retry_after_then_double_and_stop_at_max_attempts() -> None:
     waits: list[float] = []
+    retry = _policy(waits).adapter().max_retries  # what urllib3 runs on each try
+    for status, headers in [(429, {"Retry-After": "4"}), (403, {})]:
+        reply = HTTPResponse(status=status, headers=headers)
+        retry = retry.increment("GET", URL, response=reply)
+        retry.sleep(reply)
+    assert waits == [4.0, 2.0]  # Retry-After over the 1 s backoff; then 1 s * 2
+    with pytest.raises(MaxRetryError):  # 3 attempts in all
+        retry.increment("GET", URL, response=HTTPResponse(status=503))
+    capped: list[float] = []
+    retry = _policy(capped).adapter().max_retries
+    reply = HTTPResponse(status=429, headers={"Retry-After": "3600"})
+    retry.increment("GET", URL, response=reply).sleep(reply)
+    assert capped == [10]  # max_backoff_s bounds Retry-After too
+
+
+@responses.activate
+@pytest.mark.parametrize("status", sorted(RETRY_STATUSES))
+def test_persistent_failure_gives_up_after_max_attempts(status: int) -> None:
+    responses.get(URL, status=status, body="<html>Access Denied</html>")
     with pytest.raises(AvailabilityError) as err:
-        get_json(requests.Session(), URL, [], _policy(waits))
-    assert err.value.kind == "http_403"
-    assert len(responses.calls) == 3 and waits == [1.0, 2.0]
+        get_json(requests.Session(), URL, [], _policy([]))
+    assert err.value.kind == f"http_{status}"
+    assert len(responses.calls) == 3
 
 
 @responses.activate
@@ -140,8 +162,30 @@ def test_malformed_json_is_not_retried() -> None:
 
 
 @responses.activate
-def test_404_is_not_retried() -> None:
-    responses.get(URL, status=404)
+@pytest.mark.parametrize("status", [404, 400, 302])
+def test_other_statuses_are_not_retried(status: int) -> None:
+    responses.get(URL, status=status, headers={"Location": "/elsewhere"})
     with pytest.raises(AvailabilityError) as err:
         get_json(requests.Session(), URL, [], _policy([]))
-    assert err.value.kind == "http_404" and len(responses.calls) == 1
+    assert err.value.kind == f"http_{status}" and len(responses.calls) == 1
+
+
+@responses.activate
+def test_network_error_is_an_availability_error() -> None:
+    responses.get(URL, body=requests.ConnectionError("reset by peer"))
+    with pytest.raises(AvailabilityError) as err:
+        get_json(requests.Session(), URL, [], _policy([]))
+    assert err.value.kind == "network"
+
+
+@responses.activate
+def test_one_adapter_per_policy_keeps_the_sessions_headers() -> None:
+    responses.get(URL, json={"productAvailability": []})
+    session, policy = requests.Session(), _policy([])
+    session.headers["User-Agent"] = "ua-1"
+    get_json(session, URL, [], policy)
+    get_json(session, URL, [], policy)
+    adapter = session.get_adapter(URL)
+    assert adapter is policy.adapter()  # mounted once, its connection pool reused
+    assert "POST" not in adapter.max_retries.allowed_methods
+    assert responses.calls[1].request.headers["User-Agent"] == "ua-1"

@@ -3,19 +3,20 @@
 Why retry 403 too: Akamai answers a burst with 403 as readily as with 429; both are
 retried with a growing wait (Retry-After honoured, capped), then the batch fails with a
 clear error and the poll goes on with the next batch. Malformed JSON is never retried.
+The retries are `unde_dagster.http_policy`'s (GET only, so nothing here is unsafe to repeat).
 """
 
 from __future__ import annotations
 
-import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from requests.adapters import HTTPAdapter
 
-log = logging.getLogger(__name__)
+from unde_dagster import http_policy
 
 RETRY_STATUSES = frozenset({403, 408, 429, 500, 502, 503, 504})
 
@@ -30,53 +31,47 @@ class AvailabilityError(RuntimeError):
 
 @dataclass
 class HttpPolicy:
+    """Per request: `max_attempts` in all, the first retry after `backoff_s`, doubling."""
+
     timeout_s: float = 30.0
     max_attempts: int = 3
     backoff_s: float = 2.0
     max_backoff_s: float = 60.0
     sleep: Callable[[float], None] = time.sleep
+    _adapter: HTTPAdapter | None = field(default=None, init=False, repr=False, compare=False)
 
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    try:
-        return float(value) if value is not None else None
-    except ValueError:
-        return None
+    def adapter(self) -> HTTPAdapter:
+        """The retrying adapter of this policy, made once so its connections are reused."""
+        if self._adapter is None:
+            self._adapter = http_policy.adapter(
+                http_policy.RetryPolicy(retries=self.max_attempts - 1, backoff_s=self.backoff_s,
+                                        max_backoff_s=self.max_backoff_s,
+                                        statuses=RETRY_STATUSES),
+                sleep=self.sleep)
+        return self._adapter
 
 
 def get_json(session: requests.Session, url: str, params: Sequence[tuple[str, Any]],
              policy: HttpPolicy) -> Any:
-    """GET and decode JSON; raises AvailabilityError once the attempts are spent."""
-    wait = policy.backoff_s
-    for attempt in range(1, policy.max_attempts + 1):
-        last = attempt == policy.max_attempts
-        try:
-            response = session.get(url, params=list(params), timeout=policy.timeout_s,
-                                   allow_redirects=False)
-        except requests.RequestException as exc:
-            if last:
-                raise AvailabilityError("network", f"{type(exc).__name__} calling {url}") from exc
-            log.warning("availability: %s on %s, retrying", type(exc).__name__, url)
-        else:
-            if response.status_code == 200:
-                try:
-                    return response.json()
-                except ValueError as exc:
-                    ctype = response.headers.get("Content-Type", "?")
-                    raise AvailabilityError(
-                        "bad_json", f"{url} answered 200 with non-JSON body ({ctype})") from exc
-            kind = f"http_{response.status_code}"
-            if response.status_code not in RETRY_STATUSES or last:
-                raise AvailabilityError(kind, f"{url} answered HTTP {response.status_code}")
-            hinted = _retry_after(response)
-            if hinted is not None:
-                wait = max(wait, hinted)
-            log.warning("availability: HTTP %s on %s, retry in %.1fs",
-                        response.status_code, url, min(wait, policy.max_backoff_s))
-        policy.sleep(min(wait, policy.max_backoff_s))
-        wait *= 2
-    raise AssertionError("unreachable")
+    """GET and decode JSON; raises AvailabilityError once the attempts are spent.
+
+    The session's own headers and cookies are used; its http(s) adapter becomes the
+    policy's (mounted on the first call)."""
+    http_policy.mount(session, policy.adapter())
+    try:
+        response = session.get(url, params=list(params), timeout=policy.timeout_s,
+                               allow_redirects=False)
+    except requests.RequestException as exc:
+        raise AvailabilityError("network", f"{type(exc).__name__} calling {url}") from exc
+    if response.status_code != 200:
+        raise AvailabilityError(f"http_{response.status_code}",
+                                f"{url} answered HTTP {response.status_code}")
+    try:
+        return response.json()
+    except ValueError as exc:
+        ctype = response.headers.get("Content-Type", "?")
+        raise AvailabilityError(
+            "bad_json", f"{url} answered 200 with non-JSON body ({ctype})") from exc
 
 
 def locator_params(lat: float, lng: float) -> list[tuple[str, Any]]:

@@ -2,25 +2,31 @@
 
 Why not ximilar-client: it never raises on HTTP status, does not retry `requests`
 exceptions and insists on "localhost" in local URLs (EXTERNAL_APIS.md §2); the three calls
-we need are plain JSON POSTs. Every request — retries included — passes one rate limiter,
-so the run as a whole stays under `rate_limit_per_s`; 429/5xx/connection errors back off
-exponentially (honouring `Retry-After`) and give up after `max_retries`.
+we need are plain JSON POSTs. The session follows `unde_dagster.http_policy`: every
+request — retries included — passes one rate limiter, so the client stays under
+`rate_limit_per_s`; 429/5xx/connection errors back off exponentially (honouring
+`Retry-After`) and give up after `max_retries`. Every call may be repeated (an insert is
+keyed by `_id`, a repeat answers 411), so POSTs are retried too.
 """
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import requests
+from pyrate_limiter import Limiter
+
+from unde_dagster import http_policy
 
 DEFAULT_PATH_PREFIX = "similarity/fashion-new/v2/"
 MAX_RECORDS_PER_REQUEST = 10
 # Per-record codes that mean "the record is in the collection" (411: already there).
 PRESENT_CODES = frozenset({411})
+# Retried by the session, then XimilarUnavailable: rate limiting and every server error.
+RETRY_STATUSES = frozenset({429, *range(500, 600)})
 
 
 class XimilarError(Exception):
@@ -56,25 +62,6 @@ class ClientSettings:
         return f"{self.api_url.rstrip('/')}/{self.path_prefix.strip('/')}/"
 
 
-class RateLimiter:
-    """At most `rate` calls per second: each call waits until 1/rate after the previous."""
-
-    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic,
-                 sleep: Callable[[float], None] = time.sleep) -> None:
-        self.interval = 1.0 / rate if rate > 0 else 0.0
-        self._clock, self._sleep = clock, sleep
-        self._next = 0.0
-        self._lock = threading.Lock()
-
-    def wait(self) -> None:
-        with self._lock:
-            now = self._clock()
-            if now < self._next:
-                self._sleep(self._next - now)
-                now = self._next
-            self._next = now + self.interval
-
-
 @dataclass
 class InsertOutcome:
     """Per-record result of one insert call: `_id`s now in the collection, and failures."""
@@ -96,23 +83,34 @@ def _reason_of(skipped: dict[str, Any]) -> str:
 class XimilarClient:
     """insert / delete / get / search against one collection. Counts `requests_made`."""
 
-    def __init__(self, settings: ClientSettings, session: requests.Session | None = None,
+    def __init__(self, settings: ClientSettings, limiter: Limiter | None = None,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        """`limiter` defaults to `rate_limit_per_s`; `sleep` takes the retries' waits."""
         self.settings = settings
-        self.session = session or requests.Session()
-        scheme = "JWT" if len(settings.token) >= 70 else "Token"
-        self.session.headers.update({
-            "Authorization": f"{scheme} {settings.token}",
-            "collection-id": settings.collection_id,
-            "Content-Type": "application/json",
-        })
-        self._sleep = sleep
-        self.limiter = RateLimiter(settings.rate_limit_per_s, sleep=sleep)
+        self.limiter = (http_policy.rate_limiter(settings.rate_limit_per_s) if limiter is None
+                        else limiter)
         self.requests_made = 0
         self.retries = 0
+        scheme = "JWT" if len(settings.token) >= 70 else "Token"
+        self.session = http_policy.session(
+            http_policy.RetryPolicy(
+                retries=settings.max_retries, backoff_s=settings.backoff_base_s,
+                max_backoff_s=settings.backoff_max_s, statuses=RETRY_STATUSES,
+                idempotent_post=True),
+            limiter=self.limiter, on_attempt=self._count, sleep=sleep,
+            headers={"Authorization": f"{scheme} {settings.token}",
+                     "collection-id": settings.collection_id,
+                     "Content-Type": "application/json"})
+
+    def _count(self, retry: int) -> None:
+        self.requests_made += 1
+        if retry:
+            self.retries += 1
 
     def close(self) -> None:
         self.session.close()
+        if self.limiter is not None:
+            self.limiter.close()
 
     # --- API methods --------------------------------------------------------------------
     def insert(self, records: Sequence[dict[str, Any]]) -> InsertOutcome:
@@ -158,51 +156,33 @@ class XimilarClient:
 
     # --- transport ----------------------------------------------------------------------
     def _post(self, method: str, payload: dict[str, Any]) -> dict[str, Any]:
-        url = self.settings.base_url + method
-        attempt = 0
-        while True:
-            self.limiter.wait()
-            self.requests_made += 1
-            retry_after: float | None = None
-            try:
-                resp = self.session.post(url, json=payload, timeout=self.settings.timeout_s)
-            except (requests.ConnectionError, requests.Timeout) as exc:
-                reason, detail = "connection_error", type(exc).__name__
-            else:
-                if resp.status_code in (401, 403):
-                    raise XimilarAuthError("auth", f"Ximilar {method}: HTTP {resp.status_code}")
-                if resp.status_code == 429 or resp.status_code >= 500:
-                    reason, detail = f"http_{resp.status_code}", resp.reason or ""
-                    retry_after = _retry_after(resp)
-                elif resp.status_code >= 400:
-                    raise XimilarError(f"http_{resp.status_code}",
-                                       f"Ximilar {method}: HTTP {resp.status_code} "
-                                       f"{_status_text(resp)}")
-                else:
-                    try:
-                        body = resp.json()
-                    except ValueError:
-                        reason, detail = "not_json", "reply is not JSON"
-                    else:
-                        if isinstance(body, dict):
-                            return body
-                        reason, detail = "not_json", "reply is not a JSON object"
-            if attempt >= self.settings.max_retries:
-                raise XimilarUnavailable(reason, f"Ximilar {method}: {reason} {detail} "
-                                         f"after {attempt + 1} attempts")
-            delay = min(self.settings.backoff_max_s, self.settings.backoff_base_s * 2**attempt)
-            if retry_after is not None:
-                delay = min(self.settings.backoff_max_s, max(delay, retry_after))
-            attempt += 1
-            self.retries += 1
-            self._sleep(delay)
+        """One call; the session retries. Raises once the status or error is final."""
+        try:
+            resp = self.session.post(self.settings.base_url + method, json=payload,
+                                     timeout=self.settings.timeout_s)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise XimilarUnavailable("connection_error", f"Ximilar {method}: connection_error "
+                                     f"{type(exc).__name__} {self._after()}") from exc
+        if resp.status_code in (401, 403):
+            raise XimilarAuthError("auth", f"Ximilar {method}: HTTP {resp.status_code}")
+        if resp.status_code in RETRY_STATUSES:
+            raise XimilarUnavailable(f"http_{resp.status_code}",
+                                     f"Ximilar {method}: http_{resp.status_code} "
+                                     f"{resp.reason or ''} {self._after()}")
+        if resp.status_code >= 400:
+            raise XimilarError(f"http_{resp.status_code}",
+                               f"Ximilar {method}: HTTP {resp.status_code} {_status_text(resp)}")
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict):  # not retried: a 200 is an answer, if a broken one
+            raise XimilarUnavailable("not_json", f"Ximilar {method}: HTTP {resp.status_code} "
+                                     "reply is not a JSON object")
+        return body
 
-
-def _retry_after(resp: requests.Response) -> float | None:
-    try:
-        return float(resp.headers["Retry-After"])
-    except (KeyError, ValueError):
-        return None
+    def _after(self) -> str:
+        return f"after {self.settings.max_retries + 1} attempts"
 
 
 def _status_text(resp: requests.Response) -> str:
