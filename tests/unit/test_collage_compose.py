@@ -1,13 +1,22 @@
-"""Collage composition: seed geometry, seed-close pixels, JPEG settings, bad input, pool."""
+"""Collage composition: seed geometry, seed-close pixels, JPEG settings, bad input, pool.
+
+Tests that resample run with both resamplers (the ``resampler`` fixture): cykooz.resizer
+(skipped where it is not installed) and Pillow's LANCZOS, the fallback, forced through
+``UNDE_COLLAGE_RESAMPLER`` as a worker would be.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import random
 import struct
+import subprocess
+import sys
 import zlib
 from collections.abc import Sequence
 from io import BytesIO
+from pathlib import Path
 
 import pytest
 from PIL import Image, ImageChops, JpegImagePlugin
@@ -22,6 +31,17 @@ from unde_dagster.collages.compose import (
     lanczos3_upscale,
 )
 from unde_dagster.collages.pool import CollagePool
+from unde_dagster.collages.resampler import (
+    CYKOOZ,
+    ENV_VAR,
+    PILLOW,
+    Resampler,
+    ResamplerUnavailable,
+    active,
+    select,
+)
+
+HAVE_CYKOOZ = importlib.util.find_spec("cykooz_resizer") is not None
 
 MIXED = [(192, 288), (150, 225), (102, 154), (192, 256), (80, 120)]
 
@@ -47,6 +67,62 @@ def decode(data: bytes) -> Image.Image:
     img = Image.open(BytesIO(data))
     img.load()
     return img
+
+
+@pytest.fixture(params=[CYKOOZ, PILLOW])
+def resampler(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Resampler:
+    """The test runs once per resampler, chosen by the environment variable."""
+    if request.param == CYKOOZ and not HAVE_CYKOOZ:
+        pytest.skip("cykooz.resizer is not installed (the fast-collage extra)")
+    monkeypatch.setenv(ENV_VAR, request.param)
+    chosen = active()
+    assert chosen.name == request.param
+    return chosen
+
+
+# --- choosing the resampler ------------------------------------------------------------
+
+
+def test_auto_is_cykooz_when_importable_and_pillow_otherwise(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv(ENV_VAR, raising=False)
+    assert active().name == (CYKOOZ if HAVE_CYKOOZ else PILLOW)
+    assert select("pillow").name == select(" Pillow ").name == PILLOW
+    monkeypatch.setitem(sys.modules, "cykooz_resizer", None)  # import fails, as on aarch64
+    assert select("auto").name == select("").name == PILLOW
+    with pytest.raises(ResamplerUnavailable, match=r"cykooz\.resizer cannot be imported"):
+        select("cykooz")  # forced: an error, not a silent slowdown
+
+
+def test_bad_resampler_setting_fails_the_pool_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(ENV_VAR, "lanczos")
+    with pytest.raises(ResamplerUnavailable, match="use one of auto, cykooz, pillow"):
+        active()
+    with pytest.raises(ResamplerUnavailable, match="UNDE_COLLAGE_RESAMPLER='lanczos'"):
+        CollagePool(1)  # before any SKU is claimed or submitted
+
+
+def test_collages_without_cykooz_installed() -> None:
+    """A host without the extra (aarch64 Linux) imports the collage modules and gets the
+    seed's collage from Pillow's LANCZOS; a forced cykooz says what to install."""
+    code = (
+        "import sys; sys.modules['cykooz_resizer'] = None\n"
+        "from bench.seed_collage import seed_collage\n"
+        "from tests.unit.test_collage_compose import MIXED, photo\n"
+        "from unde_dagster.collages import compose, pool, resampler\n"
+        "photos = [photo(w, h, i) for i, (w, h) in enumerate(MIXED)]\n"
+        "assert resampler.active().name == 'pillow'\n"
+        "assert compose.build_collage(photos).jpeg == seed_collage(photos)\n"
+        "try:\n"
+        "    resampler.select('cykooz')\n"
+        "except resampler.ResamplerUnavailable as exc:\n"
+        "    print(exc)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != ENV_VAR}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, check=True, cwd=Path(__file__).resolve().parents[2])
+    assert "install the fast-collage extra" in out.stdout
 
 
 # --- geometry --------------------------------------------------------------------------
@@ -104,20 +180,23 @@ def resized_like_seed(photos: Sequence[bytes], resample: Image.Resampling) -> by
     return encoded(canvas, "JPEG", quality=95, subsampling=0)
 
 
-# Pixel tolerance vs the seed where photos are upscaled. Our Lanczos3 runs in a different
-# library (fixed-point rounding differs by 1-2 levels before encoding; JPEG q95 spreads that
-# over 8x8 blocks), so bytes differ. Measured on these noisy photos: mean 0.22, max 9, 0.08%
-# of values off by > 4. The bounds fail for any other kernel (Pillow BICUBIC: mean 2.6, 21%
-# off by > 4), for Lanczos3 in the other pass order (mean 1.15, 2.6%), and for any slot
-# shifted by a pixel, so they still pin the seed's resampling, not just "looks alike".
+# Pixel tolerance vs the seed where photos are upscaled. cykooz's Lanczos3 is another
+# library's (fixed-point rounding differs by 1-2 levels before encoding; JPEG q95 spreads
+# that over 8x8 blocks), so bytes differ. Measured on these noisy photos: mean 0.22, max 9,
+# 0.08% of values off by > 4. Pillow's LANCZOS (the fallback) is the seed's own: 0 and 0.
+# The bounds fail for any other kernel (Pillow BICUBIC: mean 2.6, 21% off by > 4), for
+# Lanczos3 in the other pass order (mean 1.15, 2.6%), and for any slot shifted by a pixel,
+# so they still pin the seed's resampling, not just "looks alike".
 MAX_MEAN_DIFF = 0.5
 MAX_SHARE_OFF_BY_5 = 0.005
 MAX_DIFF = 16
 
 
-def test_mixed_output_has_seed_geometry_close_pixels_jpeg_444_q95() -> None:
+def test_mixed_output_has_seed_geometry_close_pixels_jpeg_444_q95(resampler: Resampler) -> None:
     photos = [photo(w, h, i) for i, (w, h) in enumerate(MIXED)]
     result = build_collage(photos)
+    if resampler.name == PILLOW:  # the fallback is the seed's resampler, bit for bit
+        assert result.jpeg == seed_collage(photos)
     assert isinstance(result, CollageResult)
     targets, width, height = seed_geometry(MIXED)
     assert (result.width, result.height) == (width, height)
@@ -156,7 +235,9 @@ def test_mixed_output_has_seed_geometry_close_pixels_jpeg_444_q95() -> None:
 
 @pytest.mark.parametrize("mode", ["RGB", "L", "RGBA"])
 @pytest.mark.parametrize("size", [(331, 507), (150, 400), (151, 231)])
-def test_upscale_is_pillow_lanczos_within_two_levels(mode: str, size: tuple[int, int]) -> None:
+def test_upscale_is_pillow_lanczos_within_two_levels(
+    mode: str, size: tuple[int, int], resampler: Resampler
+) -> None:
     noise = [Image.effect_noise((150, 230), 60).rotate(a, expand=False) for a in (0, 90, 180, 270)]
     img = Image.merge(mode, noise[: len(mode)])
     ours, pillow = lanczos3_upscale(img, size), img.resize(size, Image.Resampling.LANCZOS)
@@ -165,6 +246,8 @@ def test_upscale_is_pillow_lanczos_within_two_levels(mode: str, size: tuple[int,
         ours, pillow = (_over_white(i) for i in (ours, pillow))
     mean, worst, _ = channel_diffs(ours, pillow)
     assert worst <= 3 and mean < 0.05
+    if resampler.name == PILLOW:
+        assert worst == 0
 
 
 def _over_white(img: Image.Image) -> Image.Image:
@@ -174,14 +257,16 @@ def _over_white(img: Image.Image) -> Image.Image:
 
 
 @pytest.mark.parametrize("progressive", [False, True])
-def test_equal_heights_decoded_into_canvas_match_seed(progressive: bool) -> None:
+def test_equal_heights_decoded_into_canvas_match_seed(
+    progressive: bool, resampler: Resampler
+) -> None:
     photos = [photo(160, 240, i, progressive=progressive) for i in range(4)]
     result = build_collage(photos)
     assert (result.width, result.height) == (640, 240)
     assert result.jpeg == seed_collage(photos)
 
 
-def test_quality_is_honoured() -> None:
+def test_quality_is_honoured(resampler: Resampler) -> None:
     photos = [photo(64, 96, 1), photo(40, 60, 2)]
     low = decode(build_collage(photos, quality=50).jpeg)
     ref = decode(encoded(Image.new("RGB", (8, 8)), "JPEG", quality=50, subsampling=0))
@@ -191,7 +276,7 @@ def test_quality_is_honoured() -> None:
 # --- modes -----------------------------------------------------------------------------
 
 
-def test_alpha_and_palette_transparency_composite_on_white() -> None:
+def test_alpha_and_palette_transparency_composite_on_white(resampler: Resampler) -> None:
     rgba = Image.new("RGBA", (40, 60), (255, 0, 0, 255))
     rgba.paste((0, 0, 0, 0), (0, 0, 20, 60))  # left half fully transparent black
     pal = Image.new("P", (40, 60), 0)
@@ -217,7 +302,7 @@ def test_alpha_and_palette_transparency_composite_on_white() -> None:
     assert near(out.getpixel((100, 30)), (255, 255, 255))  # fully transparent LA
 
 
-def test_cmyk_grey_bilevel_and_16_bit_are_converted() -> None:
+def test_cmyk_grey_bilevel_and_16_bit_are_converted(resampler: Resampler) -> None:
     cmyk = encoded(Image.new("CMYK", (30, 60), (0, 255, 255, 0)), "JPEG", quality=95)
     grey = encoded(Image.new("L", (30, 30), 100), "JPEG", quality=95)
     bilevel = encoded(Image.new("1", (30, 60), 1))
@@ -263,7 +348,7 @@ def test_bad_photo_is_a_readable_error(payload: bytes, reason: str) -> None:
 
 
 @pytest.mark.parametrize("progressive", [False, True])
-def test_truncated_jpeg_is_rejected(progressive: bool) -> None:
+def test_truncated_jpeg_is_rejected(progressive: bool, resampler: Resampler) -> None:
     good = photo(200, 300, 4, progressive=progressive)
     with pytest.raises(CollageError, match="truncated"):
         build_collage([good, good[: len(good) // 2]])
@@ -295,7 +380,9 @@ def transparent_half(w: int, h: int) -> bytes:
     return encoded(img)
 
 
-def test_reused_canvas_memory_gives_the_same_collages_as_fresh_memory() -> None:
+def test_reused_canvas_memory_gives_the_same_collages_as_fresh_memory(
+    resampler: Resampler,
+) -> None:
     """SKUs of every kind one after another on one worker's memory: no pixel of an earlier
     SKU may survive into a later one, whatever the widths, heights and modes."""
     skus = [

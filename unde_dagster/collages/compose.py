@@ -4,17 +4,16 @@ The geometry is the seed's (``bench/seed_collage.py``), exactly: target height =
 width ``int(w * (target_height / h))``, so canvas size and every slot's width and offset are
 identical. Output: JPEG quality 95 with 4:4:4 chroma on white, as in the seed.
 
-Resampling: photos smaller than the tallest are upscaled (never downscaled) with a Lanczos3
-convolution, the same a=3 kernel, pixel-centre convention and pass order (horizontal, then
-vertical, 8-bit between passes) as Pillow's LANCZOS, run by ``cykooz.resizer`` (the Rust
-``fast_image_resize`` crate, AVX2/SSE4.1, one thread per call) instead of Pillow's scalar
-loops: its convolution is ~10x faster, and the four upscales of the bench's mixed set drop
-from ~600 ms of CPU to ~150 ms (most of what is left is page faults on fresh buffers). Its
-fixed-point rounding differs, so pixels are close to the seed's, not identical: each
-resized photo is within 2 levels of Pillow's (mean ~0.01). On ``bench/collage_bench.py``'s
-mixed set (5 photos, 4 upscaled; both JPEG collages decoded, every channel) mean
-|ours - seed| = 0.06 levels, max 9, 99.9th percentile 2. Photos already at the target
-height are not resampled, so the equal-heights set stays byte-identical (mean 0, max 0).
+Resampling: photos smaller than the tallest are upscaled (never downscaled) with the
+seed's Lanczos3 kernel, through ``resampler.py``: ``cykooz.resizer`` (SIMD, ~4x less CPU
+on the upscales; the ``fast-collage`` extra) when it is installed, else Pillow's own
+LANCZOS; ``UNDE_COLLAGE_RESAMPLER=auto|cykooz|pillow`` forces one. With Pillow the
+collage is the seed's, byte for byte. With cykooz, fixed-point rounding differs, so pixels
+are close to the seed's, not identical: each resized photo is within 2 levels of Pillow's
+(mean ~0.01). On ``bench/collage_bench.py``'s mixed set (5 photos, 4 upscaled; both JPEG
+collages decoded, every channel) mean |ours - seed| = 0.06 levels, max 9, 99.9th
+percentile 2. Photos already at the target height are not resampled, so the equal-heights
+set stays byte-identical (mean 0, max 0) with either.
 
 Work saved around the codec and resampler calls:
 
@@ -26,7 +25,7 @@ Work saved around the codec and resampler calls:
   time, the decoded photo freed after the first resize pass; an RGB photo's second pass
   writes straight into its slot, other modes are pasted. At most two of decoded /
   half-resized / resized photo live next to the canvas (the seed held every decoded photo
-  and every resized copy at once);
+  and every resized copy at once); Pillow's LANCZOS pastes its second pass instead;
 - the canvas is memory the worker reuses from SKU to SKU (``canvas.py``: no page faults,
   no clearing), because the photos cover it exactly (only the slots of photos with
   transparency are painted white first); it is encoded once.
@@ -38,8 +37,8 @@ Mode handling (the seed pasted whatever Pillow opened; we document each case):
   exactly like converting first would.
 - ``RGBA``, ``LA``, ``PA``, ``P`` with a transparency entry: resized in premultiplied form
   and composited over white (the seed dropped alpha, showing whatever colour the
-  transparent pixels held, often black). ``LA`` goes through Pillow's LANCZOS (rare; the
-  fast resizer has no two-channel PIL mode).
+  transparent pixels held, often black). ``LA`` always goes through Pillow's LANCZOS
+  (rare; cykooz has no two-channel PIL mode).
 - ``P`` without transparency: converted to RGB before resizing (the seed resized palette
   images with NEAREST, because Pillow forces that for ``P``).
 - ``CMYK`` (incl. Adobe-inverted JPEGs): Pillow's naive CMYK->RGB, no ICC profile.
@@ -57,10 +56,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from io import BytesIO
 
-from cykooz_resizer import FilterType, ResizeAlg, ResizeOptions, Resizer
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from unde_dagster.collages.canvas import Canvas, CanvasMemory
+from unde_dagster.collages.resampler import Resampler
+from unde_dagster.collages.resampler import active as active_resampler
 
 # Formats a product photo can plausibly be in (MPO comes through the JPEG opener).
 # Restricting ``Image.open`` keeps exotic decoders (EPS runs Ghostscript, for one) out of
@@ -76,12 +76,6 @@ DEFAULT_MAX_CANVAS_PIXELS = 120_000_000
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
 _GREY_MODES = frozenset({"L"})
 _DEEP_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
-
-# Modes the fast resizer convolves as they are (RGBA goes through RGBa, as in Pillow).
-_FAST_MODES = frozenset({"RGB", "L", "RGBa"})
-_RESIZER = Resizer()
-# No thread pool: one thread per call (CollagePool already runs one process per core).
-_LANCZOS3 = ResizeOptions(resize_alg=ResizeAlg.convolution(FilterType.lanczos3))
 
 
 class CollageError(Exception):
@@ -211,50 +205,51 @@ def _to_pasteable(img: Image.Image) -> Image.Image:
     return img.convert("RGB")
 
 
-def lanczos3_upscale(img: Image.Image, size: tuple[int, int]) -> Image.Image:
+def lanczos3_upscale(
+    img: Image.Image, size: tuple[int, int], resampler: Resampler | None = None
+) -> Image.Image:
     """Lanczos3 to ``size`` (the geometry only scales up), same mode out.
 
-    Two passes in Pillow's order, horizontal then vertical, each clipped to 8 bits: the
-    resizer's own one-call order is vertical first, which moves ringing pixels at sharp
-    edges by up to 12 levels from the seed's; in Pillow's order they stay within 2.
+    Two passes in Pillow's order, horizontal then vertical, each clipped to 8 bits: cykooz's
+    own one-call order is vertical first, which moves ringing pixels at sharp edges by up
+    to 12 levels from the seed's; in Pillow's order they stay within 2. ``resampler``
+    defaults to the one ``UNDE_COLLAGE_RESAMPLER`` picks (``resampler.active``).
     """
+    r = resampler or active_resampler()
     if img.mode == "RGBA":  # premultiplied while resampling, like Pillow's own resize
-        return lanczos3_upscale(img.convert("RGBa"), size).convert("RGBA")
-    if img.mode not in _FAST_MODES:
+        return lanczos3_upscale(img.convert("RGBa"), size, r).convert("RGBA")
+    if img.mode not in r.modes:
         return img.resize(size, Image.Resampling.LANCZOS)
     if size[0] != img.width and size[1] != img.height:
-        img = _resize_pass(img, (size[0], img.height))
-    return _resize_pass(img, size)
+        img = r.resize(img, (size[0], img.height))
+    return r.resize(img, size)
 
 
-def _place(img: Image.Image, size: tuple[int, int], canvas: Canvas, x: int) -> None:
+def _place(
+    img: Image.Image, size: tuple[int, int], canvas: Canvas, x: int, r: Resampler
+) -> None:
     """Write the decoded ``img`` at ``size`` into the canvas at column ``x``.
 
-    An RGB photo's last resize pass writes straight into its slot of the canvas; other
-    modes are resized on their own and pasted. The decoded photo is closed as soon as the
-    first pass has read it, so at most two of photo, half-resized photo and resized photo
-    are alive at once (Pillow's own resize holds all three).
+    An RGB photo's last resize pass writes into its slot of the canvas (straight, with
+    cykooz; Pillow's result is pasted); other modes are resized on their own and pasted.
+    The decoded photo is closed as soon as the first pass has read it, so at most two of
+    photo, half-resized photo and resized photo are alive at once (Pillow's own one-call
+    resize holds all three).
     """
     src = _to_pasteable(img)
     if src is not img:
         img.close()
-    if src.mode in _FAST_MODES and src.width != size[0] and src.height != size[1]:
-        mid = _resize_pass(src, (size[0], src.height))
+    if src.mode in r.modes and src.width != size[0] and src.height != size[1]:
+        mid = r.resize(src, (size[0], src.height))
         src.close()
         src = mid
     if src.size == size:
         _paste(canvas.image, src, x)
     elif src.mode == "RGB":
-        _RESIZER.resize_pil(src, canvas.slot(x, size[0]), _LANCZOS3)
+        r.resize_into(src, canvas.slot(x, size[0]))
     else:
-        _paste(canvas.image, lanczos3_upscale(src, size), x)
+        _paste(canvas.image, lanczos3_upscale(src, size, r), x)
     src.close()
-
-
-def _resize_pass(img: Image.Image, size: tuple[int, int]) -> Image.Image:
-    out = Image.new(img.mode, size, None)
-    _RESIZER.resize_pil(img, out, _LANCZOS3)
-    return out
 
 
 def _paste(canvas: Image.Image, img: Image.Image, x: int) -> None:
@@ -273,6 +268,7 @@ def build_collage(
     max_photo_pixels: int = DEFAULT_MAX_PHOTO_PIXELS,
     max_canvas_pixels: int = DEFAULT_MAX_CANVAS_PIXELS,
     canvas_memory: CanvasMemory | None = None,
+    resampler: Resampler | None = None,
 ) -> CollageResult:
     """Glue one SKU's photos into a JPEG (q=95, 4:4:4) at the tallest photo's full height.
 
@@ -280,10 +276,12 @@ def build_collage(
     decompression bombs (per photo and for the resulting canvas) and canvases wider than
     JPEG allows. Memory: the canvas plus at most one decoded photo and its resized copy.
     ``canvas_memory`` is the worker's reusable canvas memory; without it the canvas gets
-    memory of its own, released with the collage.
+    memory of its own, released with the collage. ``resampler`` defaults to the one
+    ``UNDE_COLLAGE_RESAMPLER`` picks (``resampler.active``: cykooz if installed).
     """
     if not photos:
         raise CollageError("no photos")
+    r = resampler or active_resampler()
     opened: list[ImageFile.ImageFile] = []
     try:
         for i, data in enumerate(photos):
@@ -304,7 +302,7 @@ def build_collage(
         for i, (img, target) in enumerate(zip(opened, targets, strict=True)):
             if not (img.size == target and _decode_into(i, img, canvas.image, x)):
                 _load(i, img)
-                _place(img, target, canvas, x)
+                _place(img, target, canvas, x, r)
             img.close()
             x += target[0]
         opened.clear()

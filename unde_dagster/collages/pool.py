@@ -22,6 +22,7 @@ from PIL import Image
 
 from unde_dagster.collages.canvas import CanvasMemory
 from unde_dagster.collages.compose import CollageError, CollageResult, build_collage
+from unde_dagster.collages.resampler import active as active_resampler
 
 K = TypeVar("K", bound=Hashable)
 
@@ -88,6 +89,9 @@ class CollagePool(Generic[K]):
         quality: int = 95,
         worker: Callable[[Sequence[bytes], int], CollageResult] = _worker,
     ) -> None:
+        # Workers inherit this environment: a bad UNDE_COLLAGE_RESAMPLER (or a forced
+        # cykooz that is not installed) fails here, once, not as an error on every SKU.
+        self.resampler = active_resampler().name
         self.workers = workers or min(2, os.cpu_count() or 1)
         self.max_in_flight = max(max_in_flight or self.workers + 1, 1)
         self.max_tasks_per_child = max_tasks_per_child
