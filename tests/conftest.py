@@ -17,7 +17,7 @@ import dagster as dg
 import psycopg
 import pytest
 
-from unde_dagster.resources import resources_from_env
+from unde_dagster.defs.resources import resources_from_env
 from unde_local.stack import LocalStack, StackSettings, database_url_from_env
 
 STAGING_TABLES = ("raw_products", "scraper_logs", "raw_availability", "raw_stores")

@@ -1,37 +1,70 @@
-"""The table of contents: every asset, check, schedule, sensor and resource of the project."""
+"""The table of contents: everything in `defs/`, each stage's assets stamped with its role.
+
+`defs/` holds one folder per stage (asset, checks, job, schedules, sensors, under literal
+names) and what they share (resources, partitions, the work-sensor and check helpers). This
+module loads that folder as a component tree and applies the policy every asset shares:
+the stage's role (`unde_deploy.roles.STAGE_ROLES`) as its group and `unde/role` tag, which
+route and throttle its runs, and the owning team.
+
+The tree is built from the package itself (not from `pyproject.toml`, as
+`dg.load_from_defs_folder` would), so an installed wheel loads the same definitions.
+"""
+
+import warnings
+from pathlib import Path
 
 import dagster as dg
 
-from unde_dagster.automation import build_automation
-from unde_dagster.availability.assets import store_availability
-from unde_dagster.catalog.assets import raw_products
-from unde_dagster.collages.assets import product_collages
-from unde_dagster.model_library.assets import model_library
-from unde_dagster.originals.assets import product_originals
-from unde_dagster.production.assets import production_catalog
-from unde_dagster.resources import resources_from_env
-from unde_dagster.ximilar.assets import ximilar_index
+from unde_dagster import defs as defs_folder
+from unde_deploy.roles import ROLE_TAG, STAGE_ROLES
 
-BRAND_PIPELINE_JOB = "brand_catalog_pipeline"
+OWNERS = ["team:data-infra"]
 
-brand_catalog_pipeline = dg.define_asset_job(
-    BRAND_PIPELINE_JOB,
-    selection=dg.AssetSelection.assets(raw_products).downstream(),
-    description="One brand end to end: catalog → originals → collages → Ximilar index.",
-)
 
-ASSETS = [raw_products, product_originals, product_collages, ximilar_index,
-          store_availability, production_catalog, model_library]
-automation = build_automation(ASSETS)
+def roles_by_asset(tree: dg.ComponentTree) -> dict[dg.AssetKey, str]:
+    """Each asset's role: the role of the stage folder that defines it."""
+    roles: dict[dg.AssetKey, str] = {}
+    for stage, role in STAGE_ROLES.items():
+        for asset in tree.build_defs_at_path(stage).assets or []:
+            for key in asset.keys:  # type: ignore[union-attr]
+                if roles.setdefault(key, role) != role:
+                    raise RuntimeError(f"asset {key.to_user_string()} is loaded by two stage "
+                                       "folders: depend on another stage's asset by key")
+    return roles
 
-defs = dg.Definitions(
-    assets=ASSETS,
-    asset_checks=automation.checks,
-    jobs=[brand_catalog_pipeline, *automation.jobs],
-    schedules=automation.schedules,
-    sensors=automation.sensors,
-    resources=resources_from_env(),
-    # A run is one brand's chain of steps (and their checks): a subprocess per step would
-    # only add an interpreter start-up each (~5 s); the collage step has its own pool.
-    executor=dg.in_process_executor,
-)
+
+def stamp_role(roles: dict[dg.AssetKey, str]):
+    def stamp(spec: dg.AssetSpec) -> dg.AssetSpec:
+        if spec.key not in roles:
+            raise RuntimeError(f"asset {spec.key.to_user_string()} is outside the stage "
+                               "folders of STAGE_ROLES (unde_deploy/roles.py)")
+        role = roles[spec.key]
+        return spec.replace_attributes(
+            group_name=role, tags={**spec.tags, ROLE_TAG: role}, owners=OWNERS
+        )
+    return stamp
+
+
+def load_defs() -> dg.Definitions:
+    tree = dg.ComponentTree.from_module(
+        defs_module=defs_folder, project_root=Path(__file__).resolve().parent.parent
+    )
+    with warnings.catch_warnings():  # the folder loader is marked preview in Dagster 1.13
+        warnings.simplefilter("ignore", dg.PreviewWarning)
+        loaded = tree.build_defs()
+    # A module that imports an asset exposes it again: stamp each asset object once.
+    assets = list({id(asset): asset for asset in loaded.assets or []}.values())
+    return dg.Definitions(
+        assets=dg.map_asset_specs(stamp_role(roles_by_asset(tree)), assets),
+        asset_checks=loaded.asset_checks,
+        jobs=loaded.jobs,
+        schedules=loaded.schedules,
+        sensors=loaded.sensors,
+        resources=loaded.resources,
+        # A run is one brand's chain of steps (and their checks): a subprocess per step
+        # would only add an interpreter start-up each (~5 s); the collage step has its pool.
+        executor=dg.in_process_executor,
+    )
+
+
+defs = load_defs()

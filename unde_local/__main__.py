@@ -28,7 +28,7 @@ def _running_pid(root: Path) -> int | None:
 def _prepare_dagster_home(root: Path) -> None:
     home = root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_DIR / "unde_local" / "dagster.yaml", home / "dagster.yaml")
 
 
 def cmd_up(args: argparse.Namespace) -> None:

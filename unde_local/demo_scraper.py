@@ -15,13 +15,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 import psycopg
+from unde_dagster.defs.availability.assets import store_availability
+from unde_dagster.defs.model_library.assets import model_library
+from unde_dagster.defs.production.assets import production_catalog
 
-from unde_dagster.availability.assets import store_availability
 from unde_dagster.brands import brand as brand_of
 from unde_dagster.definitions import BRAND_PIPELINE_JOB, defs
-from unde_dagster.model_library.assets import model_library
-from unde_dagster.production.assets import production_catalog
-from unde_dagster.resources import resources_from_env
+from unde_dagster.defs.resources import resources_from_env
 
 DEMO_TEMPLATES = (
     "female_20-30_average_front-standing_professional",

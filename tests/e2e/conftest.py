@@ -1,9 +1,11 @@
 """The Dagster webserver and daemon running on the test stack, for the end-to-end tests.
 
-One pair of processes serves the whole `tests/e2e` package: the project's own
+One pair of processes serves the whole `tests/e2e` package: the local stack's
 `dagster.yaml` (PostgreSQL storage, the role-tagging queued coordinator and its limits) in a
 fresh DAGSTER_HOME, the project's `workspace.yaml`, and the stack's variables. The sensors
-and schedules are live, as they would be on a host, so every test waits until the instance
+are live, as they would be on a host; the schedules, which no e2e test is about, are
+stopped through the UI's GraphQL API before the daemon starts, so no tick (the hourly
+availability run, say) lands in the middle of a test. Every test waits until the instance
 has no queued or running run before the next one truncates the tables.
 """
 
@@ -17,13 +19,48 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+import requests
 
-from unde_dagster.automation.sensors import IN_FLIGHT
+from unde_dagster.defs.work_sensors import IN_FLIGHT
 from unde_local.dagster_services import PROJECT_DIR, DagsterServices
 from unde_local.postgres import free_port
 from unde_local.stack import LocalStack
 
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "e2e"
+SCHEDULES_QUERY = """
+query { repositoriesOrError { ... on RepositoryConnection { nodes {
+  schedules { name scheduleState { id status } } } } } }
+"""
+STOP_SCHEDULE = """
+mutation Stop($id: String!) { stopRunningSchedule(id: $id) {
+  __typename ... on ScheduleStateResult { scheduleState { status } }
+  ... on PythonError { message } } }
+"""
+
+
+def graphql(url: str, query: str, **variables: object) -> dict:
+    reply = requests.post(f"{url}/graphql", json={"query": query, "variables": variables},
+                          timeout=60)
+    reply.raise_for_status()
+    body = reply.json()
+    assert "errors" not in body, body
+    return body["data"]
+
+
+def schedule_states(url: str) -> dict[str, dict]:
+    data = graphql(url, SCHEDULES_QUERY)
+    return {s["name"]: s["scheduleState"]
+            for repo in data["repositoriesOrError"]["nodes"] for s in repo["schedules"]}
+
+
+def stop_all_schedules(url: str) -> list[str]:
+    """Stops every schedule of the workspace; returns their names."""
+    for name, state in schedule_states(url).items():
+        result = graphql(url, STOP_SCHEDULE, id=state["id"])
+        assert result["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED", name
+    states = schedule_states(url)
+    assert {s["status"] for s in states.values()} == {"STOPPED"}, states
+    return sorted(states)
 
 
 @dataclass
@@ -98,10 +135,13 @@ def dagster_deployment(stack: LocalStack) -> Iterator[DagsterDeployment]:
     home = Path(stack.root) / "dagster_home"
     shutil.rmtree(home, ignore_errors=True)
     home.mkdir(parents=True)
-    shutil.copy(PROJECT_DIR / "dagster.yaml", home / "dagster.yaml")
+    shutil.copy(PROJECT_DIR / "unde_local" / "dagster.yaml", home / "dagster.yaml")
     env = {**stack.env, "DAGSTER_HOME": str(home)}
     services = DagsterServices(Path(stack.root) / "services", env, port=free_port())
-    services.start()
+    services.start(("webserver",))
+    stopped = stop_all_schedules(services.url)
+    assert "availability_hourly" in stopped, stopped
+    services.start(("daemon",))
     instance = dg.DagsterInstance.from_config(str(home))
     deployment = DagsterDeployment(services, instance)
     try:

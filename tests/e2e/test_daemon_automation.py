@@ -18,7 +18,7 @@ import pytest
 from tests.e2e.conftest import ARTIFACTS, DagsterDeployment
 from tests.integration.image_stage_helpers import load_catalog, small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
-from unde_dagster.deploy.roles import ROLE_TAG
+from unde_deploy.roles import ROLE_TAG
 from unde_local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e

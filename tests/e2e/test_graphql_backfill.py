@@ -22,7 +22,7 @@ from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 from tests.e2e.conftest import DagsterDeployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
-from unde_dagster.deploy.roles import uses_tag
+from unde_deploy.roles import uses_tag
 from unde_local.stack import LocalStack
 
 pytestmark = pytest.mark.e2e

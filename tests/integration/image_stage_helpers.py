@@ -12,7 +12,7 @@ import psycopg
 import requests
 from psycopg.rows import dict_row
 
-from unde_dagster.catalog.assets import raw_products
+from unde_dagster.defs.catalog.assets import raw_products
 from unde_dagster.resources.downloader import PhotoDownloader
 from unde_dagster.resources.object_store import ObjectStore
 from unde_local.emulators.faults import FaultInjector

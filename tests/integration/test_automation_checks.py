@@ -14,7 +14,7 @@ from PIL import Image
 
 from unde_dagster.definitions import defs
 from unde_dagster.resources.check_thresholds import CheckThresholds
-from unde_dagster.resources.object_store import collage_key, original_key
+from unde_dagster.storage import collage_key, original_key
 
 ASSETS = list(defs.assets or [])
 CHECKS = list(defs.asset_checks or [])

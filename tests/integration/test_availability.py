@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from tests.scraper_helpers import seed_catalog
-from unde_dagster.availability.assets import store_availability
+from unde_dagster.defs.availability.assets import store_availability
 from unde_dagster.resources.availability import AvailabilityApi
 from unde_local.emulators.availability import brand_stores, stock_of
 from unde_local.emulators.faults import FaultInjector

@@ -29,9 +29,9 @@ from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import (
 )
 from dagster_graphql.test.utils import execute_dagster_graphql
 
-from unde_dagster.deploy.fake_engine import FakeEngine
-from unde_dagster.deploy.launcher import RoleRoutedDockerRunLauncher
-from unde_dagster.deploy.roles import ENGINE_TAG, HOST_TAG, ROLE_TAG, uses_tag
+from tests.fake_docker_engine import FakeEngine
+from unde_deploy.launcher import RoleRoutedDockerRunLauncher
+from unde_deploy.roles import ENGINE_TAG, HOST_TAG, ROLE_TAG, uses_tag
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

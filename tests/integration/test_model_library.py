@@ -12,7 +12,7 @@ import pytest
 import requests
 from PIL import Image
 
-from unde_dagster.model_library.assets import model_library
+from unde_dagster.defs.model_library.assets import model_library
 from unde_dagster.model_library.templates import all_templates
 from unde_dagster.resources.fal import FalResource
 from unde_local.stack import LocalStack

@@ -24,10 +24,10 @@ from tests.integration.image_stage_helpers import (
     skus,
     small_catalog,
 )
-from unde_dagster.collages.assets import product_collages
 from unde_dagster.collages.compose import collage_geometry
-from unde_dagster.originals.assets import product_originals
-from unde_dagster.resources.object_store import collage_key, original_key
+from unde_dagster.defs.collages.assets import product_collages
+from unde_dagster.defs.originals.assets import product_originals
+from unde_dagster.storage import collage_key, original_key
 from unde_local.stack import LocalStack
 
 BRAND = "stradivarius"

@@ -35,7 +35,7 @@ from tests.integration.image_stage_helpers import (
     warm_photos,
 )
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, ClaimRules, claim_batch
-from unde_dagster.originals.assets import product_originals
+from unde_dagster.defs.originals.assets import product_originals
 from unde_local.fixtures.photos import BAD_BODY_KINDS, bad_body
 from unde_local.stack import LocalStack
 

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 
 from tests.scraper_helpers import seed_catalog
-from unde_dagster.production.assets import production_catalog
+from unde_dagster.defs.production.assets import production_catalog
 from unde_dagster.production.sync import sync_brand
 from unde_dagster.resources.databases import ProductionDatabase
 from unde_local.stack import LocalStack

@@ -10,7 +10,7 @@ import psycopg
 import pytest
 import requests
 
-from unde_dagster.catalog.assets import raw_products
+from unde_dagster.defs.catalog.assets import raw_products
 from unde_local.stack import LocalStack
 
 BRAND = "bershka"

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 import requests
 
+from unde_dagster.defs.ximilar.assets import ximilar_index
 from unde_dagster.resources.ximilar import XimilarResource
 from unde_dagster.ximilar import store
-from unde_dagster.ximilar.assets import ximilar_index
 from unde_dagster.ximilar.sync import SyncSettings, run_brand
 from unde_local.stack import LocalStack
 

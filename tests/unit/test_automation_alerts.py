@@ -10,7 +10,7 @@ from typing import ClassVar
 import dagster as dg
 import pytest
 
-from unde_dagster.automation.alerts import failure_text, send_alert
+from unde_dagster.alerts import failure_text, send_alert
 
 
 class Hook(BaseHTTPRequestHandler):
@@ -81,7 +81,7 @@ def test_run_failure_sensor_posts_the_failed_run(
     def broken() -> None:
         explode()
 
-    from unde_dagster.automation.alerts import run_failure_alert
+    from unde_dagster.defs.alerts.sensors import run_failure_alert
 
     with dg.instance_for_test() as instance:
         result = broken.execute_in_process(instance=instance, raise_on_error=False)
@@ -94,4 +94,5 @@ def test_run_failure_sensor_posts_the_failed_run(
     [post] = Hook.received
     assert "job `broken` brand `zara` role `collage`" in post["json"]["text"]
     assert result.dagster_run.run_id in post["json"]["text"]
-    assert failure_text(result.dagster_run, None).startswith(":red_circle:")
+    run = result.dagster_run
+    assert failure_text(run.job_name, run.run_id, run.tags, None).startswith(":red_circle:")

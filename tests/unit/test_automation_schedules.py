@@ -5,15 +5,13 @@ from datetime import UTC, datetime
 import dagster as dg
 import pytest
 
-from unde_dagster.automation.jobs import STAGES
-from unde_dagster.automation.queries import BrandQueue
-from unde_dagster.automation.sensors import Requested, decide
 from unde_dagster.brands import load_brands
+from unde_dagster.db.queues import BrandQueue
 from unde_dagster.definitions import defs
+from unde_dagster.defs.work_sensors import Requested, decide
 
 REPO = defs.get_repository_def()
 ALL = sorted(load_brands())
-STAGE = {s.name: s for s in STAGES}
 
 
 def schedule(name: str) -> dg.ScheduleDefinition:
@@ -26,16 +24,20 @@ def tick(name: str, when: datetime) -> list[dg.RunRequest]:
     return list(data.run_requests or [])
 
 
-@pytest.mark.parametrize(
-    ("brand", "cron"),
-    [("zara", "0 2 * * 0"), ("bershka", "0 3 * * 0"), ("pullandbear", "0 4 * * 0"),
-     ("stradivarius", "0 5 * * 0"), ("massimodutti", "0 6 * * 0"), ("oysho", "0 7 * * 0")],
-)
-def test_catalog_weekly_per_brand_at_its_hour(brand: str, cron: str) -> None:
-    sched = schedule(f"catalog_weekly_{brand}")
-    assert (sched.cron_schedule, sched.execution_timezone) == (cron, "UTC")
+def test_catalog_weekly_fires_at_each_brands_hour_on_sundays() -> None:
+    sched = schedule("catalog_weekly")
+    assert sched.execution_timezone == "UTC"
     assert sched.job_name == "catalog_job"
-    [req] = tick(sched.name, datetime(2026, 3, 1, load_brands()[brand].catalog_hour, tzinfo=UTC))
+    assert sorted(sched.cron_schedule) == [f"0 {h} * * 0" for h in range(2, 8)]
+
+
+@pytest.mark.parametrize(
+    ("brand", "hour"),
+    [("zara", 2), ("bershka", 3), ("pullandbear", 4), ("stradivarius", 5),
+     ("massimodutti", 6), ("oysho", 7)],
+)
+def test_catalog_weekly_asks_for_the_brand_whose_hour_it_is(brand: str, hour: int) -> None:
+    [req] = tick("catalog_weekly", datetime(2026, 3, 1, hour, tzinfo=UTC))
     assert req.partition_key == brand
     assert req.tags["unde/brand_apify"] == brand
     assert req.tags["unde/uses_apify"] == "true"
@@ -93,19 +95,19 @@ QUEUE = BrandQueue("zara", 5, "fp1")
 
 
 def test_decide_new_batch_then_no_repeat_after_success() -> None:
-    first = decide(QUEUE, None, None, STAGE["originals"])
+    first = decide(QUEUE, None, None, "originals")
     assert first == Requested("fp1", 1, "originals:zara:fp1")
-    assert decide(QUEUE, first, None, STAGE["originals"]) == first  # run not created yet
-    assert decide(QUEUE, first, dg.DagsterRunStatus.SUCCESS, STAGE["originals"]) is None
+    assert decide(QUEUE, first, None, "originals") == first  # run not created yet
+    assert decide(QUEUE, first, dg.DagsterRunStatus.SUCCESS, "originals") is None
     moved = decide(BrandQueue("zara", 6, "fp2"), first, dg.DagsterRunStatus.SUCCESS,
-                   STAGE["originals"])
+                   "originals")
     assert moved == Requested("fp2", 1, "originals:zara:fp2")
 
 
 def test_decide_retries_a_failed_unchanged_batch_a_bounded_number_of_times() -> None:
-    state = decide(QUEUE, None, None, STAGE["collages"])
+    state = decide(QUEUE, None, None, "collages")
     keys = []
     while state is not None:
         keys.append(state.run_key)
-        state = decide(QUEUE, state, dg.DagsterRunStatus.FAILURE, STAGE["collages"])
+        state = decide(QUEUE, state, dg.DagsterRunStatus.FAILURE, "collages")
     assert keys == ["collages:zara:fp1", "collages:zara:fp1:2", "collages:zara:fp1:3"]

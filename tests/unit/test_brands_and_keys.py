@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from unde_dagster.brands import load_brands, parse_brands
-from unde_dagster.partitions import brand_partitions
-from unde_dagster.resources.object_store import collage_key, original_key
+from unde_dagster.defs.partitions import brand_partitions
+from unde_dagster.storage import collage_key, original_key
 
 
 def test_six_inditex_brands_with_seed_hours() -> None:

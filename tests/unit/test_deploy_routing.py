@@ -12,9 +12,9 @@ from dagster._core.run_coordinator import RunCoordinator
 from dagster._serdes.config_class import ConfigurableClassData
 
 from unde_dagster.definitions import defs
-from unde_dagster.deploy.entrypoint import build_env, parse_env_file
-from unde_dagster.deploy.launcher import RoleRoutedDockerRunLauncher
-from unde_dagster.deploy.roles import (
+from unde_deploy.entrypoint import build_env, parse_env_file
+from unde_deploy.launcher import RoleRoutedDockerRunLauncher
+from unde_deploy.roles import (
     ROLES,
     HostEngine,
     Routing,
@@ -23,7 +23,7 @@ from unde_dagster.deploy.roles import (
     role_of,
     run_role_tags,
 )
-from unde_dagster.deploy.runs import asset_roles, roles_of_keys
+from unde_deploy.runs import asset_roles, roles_of_keys
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 # The role hosts of the seeds (private IPs), the one fixed table of this deployment.

@@ -17,7 +17,7 @@ import psycopg
 from unde_dagster.collages.compose import CollageError, CollageResult
 from unde_dagster.collages.pool import CollagePool
 from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error
-from unde_dagster.resources.object_store import collage_key, original_key
+from unde_dagster.storage import collage_key, original_key
 
 Upload = Callable[[str, bytes], str]
 Fetch = Callable[[str], bytes]

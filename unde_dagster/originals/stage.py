@@ -20,7 +20,7 @@ from psycopg.types.json import Jsonb
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error
 from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
 from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
-from unde_dagster.resources.object_store import original_key
+from unde_dagster.storage import original_key
 
 Upload = Callable[[str, bytes], str]  # (key, body) -> public URL
 

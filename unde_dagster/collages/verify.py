@@ -1,0 +1,37 @@
+"""Re-deriving a stored collage's canvas from its stored originals (the dimension check)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from io import BytesIO
+
+import psycopg
+from PIL import Image
+
+from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.db import queues
+from unde_dagster.db.health import Verdict
+from unde_dagster.storage import original_key
+
+
+def collage_dimensions(
+    conn: psycopg.Connection, brand: str, *, fetch: Callable[[str], bytes],
+    key_of: Callable[[str], str], sample: int = 3,
+) -> Verdict:
+    """The brand's latest `sample` collages have exactly the canvas their originals give
+    (tallest height, widths scaled to it)."""
+    bad: list[str] = []
+    sampled = queues.recent_collages(conn, brand, sample)
+    for row_brand, external_id, url, photos in sampled:
+        sizes = [_size(fetch(original_key(row_brand, external_id, n)))
+                 for n in range(1, photos + 1)]
+        _, width, height = collage_geometry(sizes)
+        actual = _size(fetch(key_of(url)))
+        if actual != (width, height):
+            bad.append(f"{external_id}: {actual[0]}x{actual[1]} != {width}x{height}")
+    return Verdict(not bad, {"sampled": len(sampled), "mismatches": bad})
+
+
+def _size(body: bytes) -> tuple[int, int]:
+    with Image.open(BytesIO(body)) as img:
+        return img.size

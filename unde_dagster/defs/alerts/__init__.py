@@ -1,0 +1,1 @@
+"""Alerts: the run-failure sensor (failing checks alert from `defs/checks.py`)."""

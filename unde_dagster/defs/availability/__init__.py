@@ -1,0 +1,1 @@
+"""`store_availability`: in-store stock per Dubai store; runs on the scraper host."""

@@ -1,0 +1,61 @@
+"""What every schedule and stage job shares: one run per brand per tick, transient retries.
+
+A schedule tick asks for one run per brand partition, with a run key made of the schedule,
+the brand and the tick time, so a restarted daemon never launches the same tick twice. The
+hourly retry passes ask only for brands that hold failed rows with attempts left (one
+indexed query), so a quiet hour launches nothing instead of a run per brand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Any
+
+import dagster as dg
+
+from unde_dagster.db.claims import StageQueue
+from unde_dagster.db.queues import brands_with_retries
+from unde_dagster.resources.databases import StagingDatabase
+from unde_deploy.roles import stage_job_tags, stage_run_tags
+
+# Transient faults (DB restart, S3 5xx, proxy down) fail the op; bad data never does (it ends
+# as an error on the SKU), so retrying a failed op is safe and cannot loop on a bad row.
+TRANSIENT_RETRY = dg.RetryPolicy(
+    max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
+)
+
+
+def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str):
+    """A job of one stage's asset: each run is one brand's work on that stage's role host."""
+    return dg.define_asset_job(
+        name,
+        selection=dg.AssetSelection.assets(asset),
+        description=description,
+        tags=stage_job_tags(role),
+        op_retry_policy=TRANSIENT_RETRY,
+    )
+
+
+def brand_requests(
+    context: dg.ScheduleEvaluationContext, schedule: str, brands: Iterable[str], role: str,
+    run_config: Mapping[str, Any] | None = None,
+) -> Iterator[dg.RunRequest]:
+    """One run request per brand, keyed by schedule, brand and tick."""
+    when = context.scheduled_execution_time
+    tick = when.isoformat() if when else "manual"
+    for brand in brands:
+        yield dg.RunRequest(
+            run_key=f"{schedule}:{brand}:{tick}",
+            partition_key=brand,
+            run_config=dict(run_config or {}),
+            tags=stage_run_tags(role, brand),
+        )
+
+
+def brands_due_for_retry(
+    staging_db: StagingDatabase, queue: StageQueue, max_attempts: int, brands: Iterable[str]
+) -> list[str]:
+    """Of `brands`, those holding rows this stage failed that still have attempts left."""
+    with staging_db.connect(autocommit=True) as conn:
+        waiting = set(brands_with_retries(conn, queue, max_attempts))
+    return [b for b in brands if b in waiting]

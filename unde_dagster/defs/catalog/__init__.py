@@ -1,0 +1,1 @@
+"""`raw_products`: the brand catalog from Apify; runs on the apify host."""

@@ -1,0 +1,68 @@
+"""`raw_products`: the brand's catalog from its Apify Task, one row per colour SKU."""
+
+from datetime import timedelta
+
+import dagster as dg
+
+from unde_dagster.brands import brand as brand_of
+from unde_dagster.catalog.collect import CatalogRunFailed, collect_brand
+from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.defs.partitions import brand_partitions
+from unde_dagster.resources.apify import ApifyResource
+from unde_dagster.resources.databases import StagingDatabase
+
+
+@dg.asset(
+    partitions_def=brand_partitions,
+    kinds={"apify", "postgres"},
+    description=(
+        "Product metadata of the brand from its Apify Task (datasaurus actor), one "
+        "`raw_products` row per colour SKU. New SKUs and SKUs whose photos changed go to "
+        "`image_status='pending'`; unchanged SKUs keep their state."
+    ),
+)
+def raw_products(
+    context: dg.AssetExecutionContext, staging_db: StagingDatabase, apify: ApifyResource
+) -> dg.MaterializeResult:
+    brand = brand_of(context.partition_key)
+    batch = BatchLog(scraper_name=brand.source, run_id=context.run.run_id)
+    with staging_db.connect(autocommit=True) as conn:
+        try:
+            result = collect_brand(
+                apify.client(),
+                conn,
+                brand,
+                run_id=context.run.run_id,
+                wait=timedelta(seconds=apify.run_timeout_s),
+            )
+        except CatalogRunFailed as exc:
+            batch.error_message = str(exc)
+            write_scraper_log(conn, batch)
+            raise dg.Failure(description=str(exc)) from exc
+        batch.fetched = result.items
+        batch.new = result.counts.new
+        batch.updated = result.counts.updated
+        batch.errors = result.rejected_total
+        batch.metadata = {
+            "apify_run_id": result.apify_run_id,
+            "dataset_id": result.dataset_id,
+            "skus_unchanged": result.counts.unchanged,
+            "skus_requeued": result.counts.requeued,
+            "rejected_by_reason": result.rejected,
+            "missing_from_catalog": result.missing_from_catalog,
+        }
+        write_scraper_log(conn, batch)
+    return dg.MaterializeResult(
+        metadata={
+            "items": result.items,
+            "skus_new": result.counts.new,
+            "skus_updated": result.counts.updated,
+            "skus_unchanged": result.counts.unchanged,
+            "skus_requeued_for_photos": result.counts.requeued,
+            "items_or_colours_rejected": result.rejected_total,
+            "rejected_by_reason": dg.MetadataValue.json(result.rejected),
+            "missing_from_catalog": result.missing_from_catalog,
+            "apify_run_id": result.apify_run_id,
+            "duration_s": round(batch.duration_s, 2),
+        }
+    )

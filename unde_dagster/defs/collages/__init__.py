@@ -1,0 +1,1 @@
+"""`product_collages`: one collage per SKU; runs on the collage host."""

@@ -1,0 +1,87 @@
+"""`product_collages`: one horizontal collage per SKU for virtual try-on."""
+
+from functools import partial
+
+import dagster as dg
+
+from unde_dagster.collages.pool import CollagePool
+from unde_dagster.collages.stage import CollageOutcome, collage_batch
+from unde_dagster.db.claims import COLLAGE_QUEUE, status_counts
+from unde_dagster.defs.image_stages import (
+    ImageStageConfig,
+    accumulate,
+    counts_metadata,
+    drain_queue,
+    preview,
+)
+from unde_dagster.defs.partitions import brand_partitions
+from unde_dagster.resources.collage import CollageMaker
+from unde_dagster.resources.databases import StagingDatabase
+from unde_dagster.resources.object_store import ObjectStore
+
+# The `scraper_logs` names its error-rate check reads (the retry pass logs as
+# `collage_worker_retry`).
+COLLAGE_LOGS = ("collage_worker",)
+
+
+@dg.asset(
+    partitions_def=brand_partitions,
+    deps=["product_originals"],
+    kinds={"s3", "postgres", "pillow"},
+    description=(
+        "All originals of each `uploaded` SKU scaled to the tallest height (LANCZOS, never "
+        "downscaled), pasted left to right on white, JPEG q95 4:4:4 at "
+        "`collages/{brand}/{external_id}.jpg`; the SKU moves to collage_ready."
+    ),
+)
+def product_collages(
+    context: dg.AssetExecutionContext,
+    config: ImageStageConfig,
+    staging_db: StagingDatabase,
+    object_store: ObjectStore,
+    collage_maker: CollageMaker,
+) -> dg.MaterializeResult:
+    s3 = object_store.get_client()
+    total = CollageOutcome()
+    batches = 0
+    with (
+        staging_db.connect(autocommit=True) as conn,
+        CollagePool[int](collage_maker.workers, quality=collage_maker.quality) as pool,
+    ):
+        for outcome in drain_queue(
+            context,
+            conn,
+            COLLAGE_QUEUE,
+            rules=collage_maker.claim_rules(),
+            config=config,
+            scraper_name="collage_worker_retry" if config.retry_errors else "collage_worker",
+            process=partial(
+                collage_batch,
+                token=context.run.run_id,
+                conn=conn,
+                fetch=partial(object_store.get_bytes, s3),
+                upload=partial(object_store.put_public, s3),
+                public_url=object_store.public_url,
+                pool=pool,
+            ),
+        ):
+            batches += 1
+            accumulate(total, outcome)
+        states = status_counts(conn, context.partition_key)
+        resampler = pool.resampler
+    widths = [w for w, _ in total.sizes]
+    return dg.MaterializeResult(
+        metadata={
+            "claimed": total.claimed,
+            "collages_made": total.done,
+            "errors": total.errors,
+            **counts_metadata(total.errors_by_reason),
+            "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
+            "max_collage_width": max(widths, default=0),
+            "resampler": resampler,
+            "batches": batches,
+            "skus_by_image_status": dg.MetadataValue.json(states),
+            "preview": preview(total.preview_url, "collage"),
+        }
+    )
+

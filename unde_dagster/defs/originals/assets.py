@@ -1,0 +1,81 @@
+"""`product_originals`: the brand's pending SKUs' photos, fetched through the proxy into S3."""
+
+from functools import partial
+
+import dagster as dg
+
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, status_counts
+from unde_dagster.defs.image_stages import (
+    ImageStageConfig,
+    accumulate,
+    counts_metadata,
+    drain_queue,
+    preview,
+)
+from unde_dagster.defs.partitions import brand_partitions
+from unde_dagster.originals.stage import OriginalsOutcome, download_batch
+from unde_dagster.resources.databases import StagingDatabase
+from unde_dagster.resources.downloader import PhotoDownloader
+from unde_dagster.resources.object_store import ObjectStore
+
+# The `scraper_logs` names of its batches: new work, and the hourly retry pass.
+DOWNLOADER_LOGS = ("photo_downloader", "photo_downloader_retry")
+
+
+@dg.asset(
+    partitions_def=brand_partitions,
+    deps=["raw_products"],
+    kinds={"s3", "postgres"},
+    description=(
+        "Up to 5 photos per SKU downloaded through the residential proxy (10 slots, polite "
+        "delays, backoff), validated with Pillow and stored at "
+        "`originals/{brand}/{external_id}/{N}.jpg`; the SKU moves pending → uploaded, or to "
+        "error with a reason (retried after 1 h, at most 3 attempts)."
+    ),
+)
+def product_originals(
+    context: dg.AssetExecutionContext,
+    config: ImageStageConfig,
+    staging_db: StagingDatabase,
+    object_store: ObjectStore,
+    photo_downloader: PhotoDownloader,
+) -> dg.MaterializeResult:
+    s3 = object_store.get_client()
+    total = OriginalsOutcome()
+    batches = 0
+    with staging_db.connect(autocommit=True) as conn:
+        for outcome in drain_queue(
+            context,
+            conn,
+            DOWNLOAD_QUEUE,
+            rules=photo_downloader.claim_rules(),
+            config=config,
+            scraper_name=DOWNLOADER_LOGS[1] if config.retry_errors else DOWNLOADER_LOGS[0],
+            process=partial(
+                download_batch,
+                token=context.run.run_id,
+                conn=conn,
+                upload=partial(object_store.put_public, s3),
+                public_url=object_store.public_url,
+                fetch_settings=photo_downloader.fetch_settings(),
+                download_settings=photo_downloader.download_settings(),
+            ),
+        ):
+            batches += 1
+            accumulate(total, outcome)
+        states = status_counts(conn, context.partition_key)
+    return dg.MaterializeResult(
+        metadata={
+            "claimed": total.claimed,
+            "uploaded": total.done,
+            "errors": total.errors,
+            **counts_metadata(total.errors_by_reason),
+            "photos_uploaded": total.photos_uploaded,
+            "photos_skipped_unchanged": total.photos_skipped,
+            "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
+            "batches": batches,
+            "skus_by_image_status": dg.MetadataValue.json(states),
+            "preview": preview(total.preview_url, "first photo"),
+        }
+    )
+

@@ -1,0 +1,1 @@
+"""`production_catalog`: verified SKUs into the Production DB; runs on the scraper host."""

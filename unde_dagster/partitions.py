@@ -1,7 +1,0 @@
-"""Partition definitions shared by the stages."""
-
-import dagster as dg
-
-from unde_dagster.brands import load_brands
-
-brand_partitions = dg.StaticPartitionsDefinition(list(load_brands()))
