@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+# The definitions load as a dg project, with no environment variable set.
+env -i PATH="$PWD/.venv/bin:/usr/bin:/bin" HOME="${HOME:-/tmp}" VIRTUAL_ENV="$PWD/.venv" \
+  bash -c 'dg check defs && dg list defs >/dev/null'
 exec .venv/bin/pytest "$@"
