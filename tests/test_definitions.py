@@ -18,3 +18,11 @@ def test_every_asset_has_a_role_group_and_tag() -> None:
         assert node.group_name in ROLES, key
         assert node.tags.get("unde/role") == node.group_name, key
         assert node.owners, key
+
+
+def test_the_demo_commands_import() -> None:
+    """The README's demo commands load the definitions the same way (caught a stale import)."""
+    import unde_local.demo
+    import unde_local.demo_scraper
+
+    assert unde_local.demo.defs is unde_local.demo_scraper.defs

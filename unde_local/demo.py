@@ -8,16 +8,17 @@ import time
 import dagster as dg
 import psycopg
 
-from unde_dagster.definitions import BRAND_PIPELINE_JOB, defs
+from unde_dagster.definitions import defs
+from unde_dagster.defs.pipeline import brand_catalog_pipeline
 
 
 def run_demo(brand: str) -> None:
     instance = dg.DagsterInstance.get()
-    job = defs.resolve_job_def(BRAND_PIPELINE_JOB)
+    job = defs.resolve_job_def(brand_catalog_pipeline.name)
     started = time.monotonic()
     result = job.execute_in_process(partition_key=brand, instance=instance, raise_on_error=False)
     elapsed = time.monotonic() - started
-    print(f"\n== {BRAND_PIPELINE_JOB} for {brand}: "
+    print(f"\n== {brand_catalog_pipeline.name} for {brand}: "
           f"{'SUCCESS' if result.success else 'FAILED'} in {elapsed:.1f}s "
           f"(run {result.run_id})")
     for event in result.get_asset_materialization_events():

@@ -15,12 +15,13 @@ from collections.abc import Sequence
 
 import dagster as dg
 import psycopg
-from unde_dagster.defs.availability.assets import store_availability
-from unde_dagster.defs.model_library.assets import model_library
-from unde_dagster.defs.production.assets import production_catalog
 
 from unde_dagster.brands import brand as brand_of
-from unde_dagster.definitions import BRAND_PIPELINE_JOB, defs
+from unde_dagster.definitions import defs
+from unde_dagster.defs.availability.assets import store_availability
+from unde_dagster.defs.model_library.assets import model_library
+from unde_dagster.defs.pipeline import brand_catalog_pipeline
+from unde_dagster.defs.production.assets import production_catalog
 from unde_dagster.defs.resources import resources_from_env
 
 DEMO_TEMPLATES = (
@@ -54,11 +55,11 @@ def _ensure_catalog(brand: str, instance: dg.DagsterInstance) -> None:
         count = row.fetchone()
     if count and count[0]:
         return
-    print(f"{brand} has no SKUs in staging yet: running {BRAND_PIPELINE_JOB} first")
+    print(f"{brand} has no SKUs in staging yet: running {brand_catalog_pipeline.name} first")
     started = time.monotonic()
-    job = defs.resolve_job_def(BRAND_PIPELINE_JOB)
+    job = defs.resolve_job_def(brand_catalog_pipeline.name)
     result = job.execute_in_process(partition_key=brand, instance=instance, raise_on_error=False)
-    _report(result, BRAND_PIPELINE_JOB, time.monotonic() - started)
+    _report(result, brand_catalog_pipeline.name, time.monotonic() - started)
 
 
 def _summary(brand: str) -> None:
