@@ -16,6 +16,7 @@ from pathlib import Path
 import dagster as dg
 
 from unde_dagster import defs as defs_folder
+from unde_deploy.executor import role_routed_executor
 from unde_deploy.roles import ROLE_TAG, STAGE_ROLES
 
 OWNERS = ["team:data-infra"]
@@ -61,9 +62,10 @@ def load_defs() -> dg.Definitions:
         schedules=loaded.schedules,
         sensors=loaded.sensors,
         resources=loaded.resources,
-        # A run is one brand's chain of steps (and their checks): a subprocess per step
-        # would only add an interpreter start-up each (~5 s); the collage step has its pool.
-        executor=dg.in_process_executor,
+        # A one-role run executes in process (a subprocess per step would only add ~5 s of
+        # start-up each; the collage step has its own pool); in the Docker deployment a run
+        # spanning roles runs each step in a container on its role's host.
+        executor=role_routed_executor,
     )
 
 

@@ -45,7 +45,9 @@ from unde_deploy.runs import roles_of_run
 
 T = TypeVar("T")
 ENV_FILE_IN_CONTAINER = "/run/unde/run.env"
-API_VERSION = "1.45"
+# First request: the unversioned /version, whose ApiVersion the client then speaks (Docker
+# 20.10 speaks at most 1.41, Docker 29 at least 1.44).
+PROBE_API_VERSION = "1.24"
 
 TLS_SCHEMA = Shape(
     {
@@ -63,11 +65,20 @@ ROUTED_SCHEMA = {
         description="Host name → Docker engine URL (tcp://IP:2376) and optional own TLS.",
     ),
     "tls": Field(Noneable(TLS_SCHEMA), is_required=False, default_value=None),
-    "multi_role_host": Field(
+    "orchestrator_host": Field(
         Noneable(str),
         is_required=False,
         default_value=None,
-        description="Host for runs spanning several roles; null rejects such runs.",
+        description="Host (the control plane's engine) of the run worker of a run spanning "
+        "several roles; each of its steps runs on its role's host. null rejects such runs.",
+    ),
+    "orchestrator_volumes": Field(
+        [StringSource],
+        is_required=False,
+        default_value=[],
+        description="Extra mounts of a multi-role run's run worker on the orchestrator host "
+        "(HOST_PATH:CONTAINER_PATH:ro), e.g. the client certificate it reaches the role "
+        "engines with.",
     ),
     "env_file": Field(
         Noneable(str),
@@ -88,7 +99,8 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         role_hosts: Mapping[str, str],
         hosts: Mapping[str, Mapping[str, Any]],
         tls: Mapping[str, str] | None = None,
-        multi_role_host: str | None = None,
+        orchestrator_host: str | None = None,
+        orchestrator_volumes: Iterable[str] = (),
         env_file: str | None = None,
         **docker_config: Any,
     ) -> None:
@@ -98,14 +110,16 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         self.routing = Routing(
             role_hosts=dict(role_hosts),
             engines={name: HostEngine(name, spec["url"]) for name, spec in hosts.items()},
-            multi_role_host=multi_role_host,
+            orchestrator_host=orchestrator_host,
         )
         self._tls = {name: spec.get("tls") or tls for name, spec in hosts.items()}
         self._default_tls = tls
         self.env_file = env_file
+        self.orchestrator_volumes = list(orchestrator_volumes)
         for name, engine in self.routing.engines.items():
-            if not engine.url.startswith("ssh://") and not self._tls[name]:
+            if engine.url.startswith("tcp://") and not self._tls[name]:
                 raise RoutingError(f"host {name!r}: a tcp Docker engine needs TLS client certs")
+        self._clients: dict[tuple[str, str | None], docker.DockerClient] = {}
 
     @classmethod
     def config_type(cls) -> dict[str, Any]:
@@ -120,20 +134,31 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
     # --- engines -------------------------------------------------------------------------
 
     def client_for(self, url: str, host: str | None) -> docker.DockerClient:
-        """A docker-py client for one engine, authenticated by the control plane's cert."""
+        """A docker-py client for one engine, authenticated by the control plane's cert;
+        made once per engine and kept (health checks and terminates reuse it)."""
+        key = (url, host)
+        if key not in self._clients:
+            self._clients[key] = self._new_client(url, host)
+        return self._clients[key]
+
+    def _new_client(self, url: str, host: str | None) -> docker.DockerClient:
         tls_conf = self._tls.get(host or "", None) or self._default_tls
         tls: docker.tls.TLSConfig | bool = False
-        if tls_conf:
+        if tls_conf and not url.startswith("unix://"):
             tls = docker.tls.TLSConfig(
                 client_cert=(tls_conf["client_cert"], tls_conf["client_key"]),
                 ca_cert=tls_conf["ca_cert"],
                 verify=True,
             )
-        # Fixed API version: no probe before trust_env is off. Docker 29 accepts >= 1.44.
-        client = docker.DockerClient(base_url=url, tls=tls, timeout=60, version=API_VERSION)
+        client = docker.DockerClient(base_url=url, tls=tls, timeout=60, version=PROBE_API_VERSION)
         # requests lets REQUESTS_CA_BUNDLE/HTTPS_PROXY override our private CA and route;
         # the role engines are reached directly and verified against the UNDE CA only.
         client.api.trust_env = False
+        try:
+            server = client.api.version(api_version=False)
+        except docker.errors.DockerException as exc:
+            raise RoutingError(f"Docker engine of host {host} ({url}) unreachable: {exc}") from exc
+        client.api._version = server["ApiVersion"]  # docker-py has no setter for it
         if self.registry:
             client.login(
                 registry=self.registry["url"],
@@ -214,6 +239,8 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         env["DAGSTER_RUN_JOB_NAME"] = run.job_name
         kwargs: dict[str, Any] = dict(container_context.container_kwargs)
         kwargs.pop("stop_timeout", None)
+        if engine.name == self.routing.orchestrator_host and "," in run.tags.get(ROLES_TAG, ""):
+            kwargs["volumes"] = [*kwargs.get("volumes", []), *self.orchestrator_volumes]
         labels = kwargs.pop("labels", {})
         labels = {key: "" for key in labels} if isinstance(labels, list) else dict(labels)
         labels.update(

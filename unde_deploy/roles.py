@@ -80,11 +80,13 @@ class HostEngine:
 
 @dataclass(frozen=True)
 class Routing:
-    """Role → host → engine, plus where runs spanning several roles go (None: rejected)."""
+    """Role → host → engine, plus where the run worker of a run spanning several roles goes
+    (`orchestrator_host`, the control plane's engine; its steps go to their roles' engines;
+    None rejects such runs)."""
 
     role_hosts: Mapping[str, str]
     engines: Mapping[str, HostEngine]
-    multi_role_host: str | None = None
+    orchestrator_host: str | None = None
     unknown: frozenset[str] = field(default_factory=frozenset)
 
     def __post_init__(self) -> None:
@@ -96,8 +98,8 @@ class Routing:
                 raise RoutingError(f"role_hosts: unknown role {role!r}")
             if host not in self.engines:
                 raise RoutingError(f"role {role!r} points at host {host!r}, not in hosts")
-        if self.multi_role_host is not None and self.multi_role_host not in self.engines:
-            raise RoutingError(f"multi_role_host {self.multi_role_host!r} is not in hosts")
+        if self.orchestrator_host is not None and self.orchestrator_host not in self.engines:
+            raise RoutingError(f"orchestrator_host {self.orchestrator_host!r} is not in hosts")
 
     def engine_for_role(self, role: str) -> HostEngine:
         return self.engines[self.role_hosts[role]]
@@ -107,13 +109,13 @@ class Routing:
         wanted = sorted(set(roles))
         if len(wanted) == 1:
             return self.engine_for_role(wanted[0])
-        if self.multi_role_host is None:
+        if self.orchestrator_host is None:
             raise RoutingError(
                 f"{what} spans roles {wanted or 'none'}; this deployment has no "
-                "multi_role_host, so materialize one role's assets per run "
-                "(e.g. select one asset group)."
+                "orchestrator_host for its run worker, so materialize one role's assets per "
+                "run (e.g. select one asset group)."
             )
-        return self.engines[self.multi_role_host]
+        return self.engines[self.orchestrator_host]
 
 
 def run_role_tags(roles: Iterable[str], run_tags: Mapping[str, str]) -> dict[str, str]:

@@ -118,7 +118,7 @@ def test_run_tags_single_and_multi_role() -> None:
 def test_multi_role_runs_need_a_declared_host() -> None:
     engines = {"a": HostEngine("a", "tcp://10.0.0.1:2376"), "b": HostEngine("b", "tcp://b")}
     hosts = dict.fromkeys(ROLES, "a") | {"collage": "b"}
-    with pytest.raises(RoutingError, match="no multi_role_host"):
+    with pytest.raises(RoutingError, match="no orchestrator_host"):
         Routing(hosts, engines).engine_for_roles(["apify", "collage"], "run 1")
     assert Routing(hosts, engines, "b").engine_for_roles(["apify", "collage"], "r").name == "b"
     with pytest.raises(RoutingError, match="no host for roles"):

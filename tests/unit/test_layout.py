@@ -22,6 +22,18 @@ PRIVATE_IMPORTS = {
     ("dagster._serdes.config_class", "ConfigurableClassData"): "dagster.yaml block of a launcher",
     ("dagster._core.definitions.assets.graph.base_asset_graph", "BaseAssetGraph"): "graph type",
     ("dagster._core.remote_representation.external", "RemoteRepository"): "code location type",
+    # unde_deploy/executor.py: a step-delegating executor is made of these, as dagster-docker's
+    ("dagster._core.events", "DagsterEvent"): "events a step handler yields",
+    ("dagster._core.events", "EngineEventData"): "events a step handler yields",
+    ("dagster._core.execution.retries", "RetryMode"): "executor retry mode",
+    ("dagster._core.executor.base", "Executor"): "executor type",
+    ("dagster._core.executor.in_process", "InProcessExecutor"): "the one-role runs' executor",
+    ("dagster._core.executor.init", "InitExecutorContext"): "executor factory's context",
+    ("dagster._core.executor.step_delegating", "StepDelegatingExecutor"): "multi-role runs",
+    ("dagster._core.executor.step_delegating.step_handler.base", "CheckStepHealthResult"):
+        "step handler API",
+    ("dagster._core.executor.step_delegating.step_handler.base", "StepHandlerContext"):
+        "step handler API",
 }
 
 
