@@ -164,8 +164,10 @@ class LocalPostgres:
         port: int | None = None,
         user_url: str | None = None,
         source: str | None = None,  # default: UNDE_PG_SOURCE
+        host: str = "127.0.0.1",
     ):
         self.data_dir = data_dir
+        self.host = host
         self.port = port
         self.user_url = user_url
         self.source = source
@@ -201,15 +203,17 @@ class LocalPostgres:
         if not (self.pgdata / "PG_VERSION").exists():
             self._initdb(password_file)
         password = password_file.read_text().strip()
+        if self.host != "127.0.0.1":
+            self._allow_same_networks()
         port_file = self.data_dir / "pg_port"
         if self.port is None:
             self.port = int(port_file.read_text()) if port_file.exists() else free_port()
         port_file.write_text(str(self.port))
-        url = f"postgresql://unde:{quote(password)}@127.0.0.1:{self.port}/postgres"
+        url = f"postgresql://unde:{quote(password)}@{self.host}:{self.port}/postgres"
         if not self._answers(url):
             self._pg_ctl(
                 "start", "-w", "-t", "60", "-l", str(self.pgdata / "server.log"),
-                "-o", f"-c listen_addresses=127.0.0.1 -c port={self.port} "
+                "-o", f"-c listen_addresses={self.host} -c port={self.port} "
                 "-c unix_socket_directories='' -c fsync=off -c max_connections=200",
             )
         return url
@@ -242,6 +246,15 @@ class LocalPostgres:
             )
         finally:
             pw_copy.unlink(missing_ok=True)
+
+    def _allow_same_networks(self) -> None:
+        """Listening beyond loopback (the deployment test): clients on the networks this host
+        is directly on (the Docker bridges) may log in with the password."""
+        hba = self.pgdata / "pg_hba.conf"
+        rule = "host all all samenet scram-sha-256"
+        if rule not in hba.read_text():
+            with hba.open("a") as out:
+                out.write(f"{rule}\n")
 
     def _pg_ctl(self, *args: str) -> None:
         self._run("pg_ctl", "-D", str(self.pgdata), *args)

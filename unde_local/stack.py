@@ -39,13 +39,18 @@ class StackSettings:
     items_per_brand: int = 300
     database_url: str | None = None  # an existing server the user gives (DATABASE_URL)
     ports: dict[str, int] = field(default_factory=dict)
+    # Where every service listens; the deployment test binds the Docker bridge's address so
+    # that run containers reach the stack (the demo and the tests: loopback only).
+    host: str = "127.0.0.1"
 
 
 class LocalStack:
     def __init__(self, settings: StackSettings) -> None:
         self.settings = settings
         self.root = settings.root
-        self.postgres = LocalPostgres(self.root / "pg", user_url=settings.database_url)
+        self.postgres = LocalPostgres(
+            self.root / "pg", user_url=settings.database_url, host=settings.host
+        )
         self.object_store: LocalObjectStore | None = None
         self.emulators: Emulators | None = None
         self.env: dict[str, str] = {}
@@ -55,7 +60,7 @@ class LocalStack:
         ports = json.loads(path.read_text()) if path.exists() else {}
         ports.update(self.settings.ports)
         for name in SERVICES:
-            ports.setdefault(name, free_port())
+            ports.setdefault(name, free_port(self.settings.host))
         path.write_text(json.dumps(ports, indent=2))
         return ports
 
@@ -79,12 +84,15 @@ class LocalStack:
         migrate(dbs[f"{prefix}_staging"], "staging")
         migrate(dbs[f"{prefix}_production"], "production")
 
-        self.object_store = LocalObjectStore(self.root / "s3", port=ports["s3"])
+        self.object_store = LocalObjectStore(
+            self.root / "s3", host=self.settings.host, port=ports["s3"]
+        )
         s3_url = self.object_store.start([BUCKET])
 
         apify_token = self._secret("apify_token")
         proxy_password = self._secret("proxy_password")
         self.emulators = Emulators(
+            host=self.settings.host,
             ports={k: v for k, v in ports.items() if k not in {"postgres", "s3"}},
             tasks={b.apify_task_id: b.key for b in load_brands().values()},
             items_per_brand=self.settings.items_per_brand,
