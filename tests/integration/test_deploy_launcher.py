@@ -42,6 +42,7 @@ HOSTS = {
     "ximilar-sync": "UNDE_DOCKER_XIMILAR_SYNC",
     "scraper": "UNDE_DOCKER_SCRAPER",
     "model-generator": "UNDE_DOCKER_MODEL_GENERATOR",
+    "control": "UNDE_DOCKER_CONTROL",
 }
 IMAGE = "registry.unde.internal/unde-dagster:test"
 LAUNCH = """
@@ -133,6 +134,7 @@ def deployment(stack: object, tmp_path_factory: pytest.TempPathFactory) -> Itera
         "UNDE_DOCKER_TLS_CA": str(certs / "client" / "ca.pem"),
         "UNDE_DOCKER_TLS_CERT": str(certs / "client" / "cert.pem"),
         "UNDE_DOCKER_TLS_KEY": str(certs / "client" / "key.pem"),
+        "UNDE_DOCKER_TLS_DIR_MOUNT": f"{certs / 'client'}:/etc/dagster/docker-tls:ro",
         "DAGSTER_CODE_SERVER_HOST": "127.0.0.1",
         "DAGSTER_CODE_SERVER_PORT": str(port),
     }
@@ -249,7 +251,9 @@ def test_health_check_and_terminate_reach_the_recorded_engine(fresh: Deployment)
     _only_engine_touched(fresh, "collage")
 
 
-def test_multi_role_pipeline_goes_to_the_declared_default_host(fresh: Deployment) -> None:
+def test_multi_role_pipeline_run_worker_goes_to_the_orchestrator_host(
+    fresh: Deployment,
+) -> None:
     run_id = fresh.launch_from_ui("brand_catalog_pipeline", None, "oysho")
     run = fresh.run(run_id)
     assert run.tags[ROLE_TAG] == "multi"
@@ -258,8 +262,8 @@ def test_multi_role_pipeline_goes_to_the_declared_default_host(fresh: Deployment
     for role in roles:
         assert run.tags[f"unde/brand_{role}"] == "oysho"
     fresh.dequeue()
-    assert fresh.run(run_id).tags[HOST_TAG] == "scraper"
-    _only_engine_touched(fresh, "scraper")
+    assert fresh.run(run_id).tags[HOST_TAG] == "control"
+    _only_engine_touched(fresh, "control")
 
 
 def test_one_run_per_brand_per_stage_and_role_limits(fresh: Deployment) -> None:
