@@ -1,8 +1,10 @@
-"""`python -m unde_local up|down|env|demo|ui` — the local stack from the command line."""
+"""`python -m unde_local up|down|env|demo|ui|engines|control-plane` — the local stack from the
+command line."""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import signal
@@ -161,6 +163,12 @@ def main() -> None:
             p.add_argument("--port", type=int, default=3000, help="Dagster UI port")
         if name == "demo":
             p.add_argument("--no-ui", action="store_true", help="do not leave the UI running")
+    harness = {"engines": "unde_local.engines", "control-plane": "unde_local.control_plane"}
+    for name, module in harness.items():  # listed here; their own parsers take the rest
+        sub.add_parser(name, help=f"deployment test harness ({module}; see its --help)")
+    if sys.argv[1:2] and sys.argv[1] in harness:
+        importlib.import_module(harness[sys.argv[1]]).cli(sys.argv[2:])
+        return
     args = parser.parse_args()
     args.func(args)
 

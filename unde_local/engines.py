@@ -7,14 +7,15 @@ tcp://<its IP>:2376 with certificates from the project's deploy/tls/make-docker-
 plus a unix socket (/run/unde-engines/<name>/docker.sock) for the harness. In its mount
 namespace /etc/unde is /var/lib/unde-engines/<name>/etc-unde, so the launcher's
 `env_file: /etc/unde/run.env` is a per-host file as on real role hosts (`write_run_env`).
-The optional "host" engine is this machine's dockerd behind a mutual-TLS proxy (Python ssl,
-client certificate required) on tcp://10.77.0.1:2376.
+The "host" engine is this machine's dockerd (where the control plane runs: dagster.yaml's
+`control` host) behind a mutual-TLS proxy (Python ssl, client certificate required) on
+tcp://10.77.0.1:2376.
 
 Containers on every engine reach the host at HOST_ADDRESS (10.77.0.1, the bridge's address):
 what they use there (PgBouncer's published port, the stack's PostgreSQL and emulators) must
 listen on it or on 0.0.0.0, not on 127.0.0.1.
 
-    python -m unde_local engines up [--netns N] [--host-proxy] | down [--purge] | status
+    python -m unde_local engines up [--netns N] [--no-host-proxy] | down [--purge] | status
 """
 
 from __future__ import annotations
@@ -100,7 +101,7 @@ class Engine:
         return Path("/etc/unde/run.env")
 
 
-def default_engines(netns: int = 2, host_proxy: bool = False) -> list[Engine]:
+def default_engines(netns: int = 2, host_proxy: bool = True) -> list[Engine]:
     engines = [Engine(f"role-{'abcdefgh'[i]}", "netns", f"10.77.0.{11 + i}") for i in range(netns)]
     return [*engines, Engine("host", "host", HOST_ADDRESS)] if host_proxy else engines
 
@@ -293,6 +294,8 @@ def sync_images(e: Engine, images: Sequence[str]) -> dict[str, str]:
         if save.wait() != 0:
             raise RuntimeError(f"docker save {image} failed")
         done[image] = f"loaded in {time.monotonic() - t0:.1f}s"
+    if any(v != "present" for v in done.values()):  # the replaced versions, unless in use
+        _run("docker", "-H", e.unix_url, "image", "prune", "-f", check=False)
     return done
 
 
@@ -457,12 +460,13 @@ def cli(argv: Sequence[str]) -> None:
     p = argparse.ArgumentParser(prog="python -m unde_local engines")
     p.add_argument("action", choices=["up", "down", "status"])
     p.add_argument("--netns", type=int, help="up: own-dockerd engines (default: as last, or 2)")
-    p.add_argument("--host-proxy", action="store_true", help="up: also the host engine (mTLS)")
+    p.add_argument("--no-host-proxy", dest="host_proxy", action="store_false",
+                   help="up: without the host engine's mTLS endpoint (the control one)")
     p.add_argument("--purge", action="store_true", help="down: delete netns, data and bridge")
     args = p.parse_args(argv)
     if args.action == "up":
         t0 = time.monotonic()
-        chosen = args.netns is not None or args.host_proxy
+        chosen = args.netns is not None or not args.host_proxy
         up(default_engines(2 if args.netns is None else args.netns, args.host_proxy)
            if chosen else None)
         print(f"engines up in {time.monotonic() - t0:.1f}s")
