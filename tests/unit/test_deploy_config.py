@@ -395,7 +395,8 @@ def _resolve_placements(
             try:
                 make_executor(job, instance)
             except Exception as err:
-                errors.append(f"{what}: executor (instance config) needs {missing_from(err)}")
+                errors.append(f"{what}: building the job's executor (it reads the "
+                              f"instance's run launcher config) needs {missing_from(err)}")
         if where.assets:
             executed |= where.assets
             steps = defs.resolve_implicit_global_asset_job_def().get_subset(
@@ -456,7 +457,8 @@ def check_needs(name: str, path: Path, needs: HostNeeds, secrets: set[str]) -> N
             problems.append(f"{var}: read by nothing in the project")
         elif var in secrets and var not in required:
             problems.append(f"{var}: a secret nothing on this host needs")
-    assert not problems, f"{name} ({path.relative_to(ROOT)}):\n  " + "\n  ".join(problems)
+    if problems:
+        pytest.fail(f"{name} ({path.relative_to(ROOT)}):\n  " + "\n  ".join(problems))
 
 
 # --- the tests: config per host -----------------------------------------------------------
@@ -527,9 +529,11 @@ def test_host_env_resolves_its_part_of_runs_spanning_roles(
         f"{host} gets {sorted({p.what for p in mine})} but has no {path.name}"
     )
     needs = resolve_role_host(host, mine, monkeypatch, instance_ref, tmp_path)
-    assert not needs.errors, f"{host} ({path.relative_to(ROOT)}):\n  " + "\n  ".join(
-        needs.errors
-    )
+    if needs.errors:
+        pytest.fail(
+            f"{host} ({path.relative_to(ROOT)}), where each process plans the run's whole "
+            "job:\n  " + "\n  ".join(needs.errors)
+        )
 
 
 def test_code_server_env_resolves_every_schedule_and_sensor(
