@@ -1,8 +1,11 @@
 """Ordered plain-SQL migrations with a version table.
 
 Each database (staging, production) has a folder of `NNNN_name.sql` files under
-`unde_dagster/migrations/`. A file is applied once, in its own transaction, under an
-advisory lock so two processes starting at once do not race. Every file is also written
+`unde_dagster/migrations/`. A file is applied once, in its own transaction, which first
+takes a transaction-scoped advisory lock and then re-reads the version table: two processes
+starting at once do not race, and nothing depends on session state, so it works through
+PgBouncer in transaction mode (a session lock would be taken on one server connection and
+released on another). Every file is also written
 to be idempotent on its own, because the staging DB may have been created by the old
 servers without any version table.
 """
@@ -51,32 +54,31 @@ def load_migrations(database: Database) -> list[Migration]:
 def migrate(conninfo: str, database: Database) -> list[str]:
     """Apply pending migrations; return the versions applied now (empty if up to date)."""
     applied_now: list[str] = []
-    with psycopg.connect(conninfo, autocommit=True) as conn:
+    with psycopg.connect(conninfo, autocommit=True, prepare_threshold=None) as conn:
         if conn.info.server_version < MIN_SERVER_VERSION:
             found = conn.info.parameter_status("server_version")
             raise RuntimeError(
                 f"{database}: the server is PostgreSQL {found}; the migrations need 13 or "
                 "newer (they use the built-in gen_random_uuid(), no extension)"
             )
-        conn.execute("SELECT pg_advisory_lock(%s)", (_LOCK_ID,))
-        try:
+        with conn.transaction():
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             conn.execute(_VERSION_TABLE)
-            done = {
-                row[0]: row[1]
-                for row in conn.execute("SELECT version, checksum FROM unde_schema_migrations")
-            }
-            for migration in load_migrations(database):
-                if migration.version in done:
+        for migration in load_migrations(database):
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
+                done = conn.execute(
+                    "SELECT 1 FROM unde_schema_migrations WHERE version = %s",
+                    (migration.version,),
+                ).fetchone()
+                if done:
                     continue
-                with conn.transaction():
-                    conn.execute(migration.sql)  # type: ignore[arg-type]
-                    conn.execute(
-                        "INSERT INTO unde_schema_migrations (version, checksum) VALUES (%s, %s)",
-                        (migration.version, migration.checksum),
-                    )
-                applied_now.append(migration.version)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s)", (_LOCK_ID,))
+                conn.execute(migration.sql)  # type: ignore[arg-type]
+                conn.execute(
+                    "INSERT INTO unde_schema_migrations (version, checksum) VALUES (%s, %s)",
+                    (migration.version, migration.checksum),
+                )
+            applied_now.append(migration.version)
     return applied_now
 
 
