@@ -11,8 +11,8 @@
 #                 site-packages is /usr/local/lib/python3.11/site-packages, as in the official
 #                 image; ca-certificates, tzdata; docs, man pages, locales and apt lists cut.
 #                 Skipped when the image exists with the same recipe hash (label).
-#   2. wheelhouse cp311 manylinux x86_64 wheels of both pinned requirement files (+ the
-#                 setuptools the project's pyproject builds with), downloaded on the host.
+#   2. wheelhouse cp311 manylinux x86_64 wheels of both pinned requirement files (+ a
+#                 setuptools build backend), downloaded on the host while the base builds.
 #                 Reused while the requirement files and this recipe are unchanged.
 #   3. images     docker build --build-arg PYTHON_IMAGE=<base>, pip pointed at the wheelhouse
 #                 served on 127.0.0.1 for the build (--network host; PIP_NO_INDEX=1,
@@ -181,9 +181,48 @@ EOF
   rm -rf --one-file-system "$ROOTFS" "$WORK/base-wheels"
 }
 
-trap 'unmount_rootfs' EXIT
+WHEEL_PID="" HTTP_PID=""
+cleanup() {
+  if [ -n "$WHEEL_PID" ]; then pkill -P "$WHEEL_PID" 2>/dev/null; kill "$WHEEL_PID" 2>/dev/null; fi || true
+  [ -z "$HTTP_PID" ] || kill "$HTTP_PID" 2>/dev/null || true
+  unmount_rootfs
+}
+trap cleanup EXIT
+mkdir -p "$WORK"
 
-# 1. base
+# Wheelhouse (first: it downloads in the background while the base is built).
+WHEELHOUSE="$WORK/wheelhouse"
+PLATFORMS=()
+for n in $(seq 36 -1 5); do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done  # bookworm: glibc 2.36
+PLATFORMS+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
+wheel_hash="$(
+  { cd "$ROOT" && cat "${REQUIREMENTS[@]}"; echo "${BUILD_REQUIREMENTS[*]} ${PLATFORMS[*]}"; } \
+    | sha256sum | cut -c1-16
+)"
+download_wheelhouse() {
+  local t="$(now)" reqs=() r
+  rm -rf "$WHEELHOUSE.tmp"
+  mkdir -p "$WHEELHOUSE.tmp"
+  for r in "${REQUIREMENTS[@]}"; do reqs+=(-r "$ROOT/$r"); done
+  # --no-deps: the files are complete closures; the image builds' pip check proves it.
+  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
+    --implementation cp --python-version 3.11 --abi cp311 "${PLATFORMS[@]}" \
+    -d "$WHEELHOUSE.tmp" "${reqs[@]}" "${BUILD_REQUIREMENTS[@]}"
+  echo "$wheel_hash" > "$WHEELHOUSE.tmp/.recipe"
+  rm -rf "$WHEELHOUSE"
+  mv "$WHEELHOUSE.tmp" "$WHEELHOUSE"
+  echo "$(ls "$WHEELHOUSE" | grep -c '\.whl$') wheels, $(du -sh "$WHEELHOUSE" | cut -f1), $(elapsed "$t")"
+}
+if [ -f "$WHEELHOUSE/.recipe" ] && [ "$(cat "$WHEELHOUSE/.recipe")" = "$wheel_hash" ]; then
+  log "wheelhouse: current ($(ls "$WHEELHOUSE" | grep -c '\.whl$') wheels, recipe $wheel_hash)"
+  TIMES+=("wheelhouse 0.0s")
+else
+  log "wheelhouse: downloading cp311 manylinux x86_64 wheels in the background (recipe $wheel_hash, log $WORK/wheelhouse.log)"
+  download_wheelhouse >"$WORK/wheelhouse.log" 2>&1 &
+  WHEEL_PID=$!
+fi
+
+# Base.
 t0="$(now)"
 if [ "${EXTERNAL_BASE:-0}" = 1 ]; then
   docker image inspect "$BASE_IMAGE" >/dev/null \
@@ -201,36 +240,20 @@ else
 fi
 TIMES+=("base $(elapsed "$t0")")
 
-# 2. wheelhouse
-t0="$(now)"
-WHEELHOUSE="$WORK/wheelhouse"
-PLATFORMS=()
-for n in $(seq 36 -1 5); do PLATFORMS+=(--platform "manylinux_2_${n}_x86_64"); done  # bookworm: glibc 2.36
-PLATFORMS+=(--platform manylinux2014_x86_64 --platform manylinux2010_x86_64 --platform manylinux1_x86_64)
-wheel_hash="$(
-  { cd "$ROOT" && cat "${REQUIREMENTS[@]}"; echo "${BUILD_REQUIREMENTS[*]} ${PLATFORMS[*]}"; } \
-    | sha256sum | cut -c1-16
-)"
-if [ -f "$WHEELHOUSE/.recipe" ] && [ "$(cat "$WHEELHOUSE/.recipe")" = "$wheel_hash" ]; then
-  log "wheelhouse: current ($(ls "$WHEELHOUSE" | grep -c '\.whl$') wheels, recipe $wheel_hash)"
-else
-  log "wheelhouse: downloading cp311 manylinux x86_64 wheels (recipe $wheel_hash)"
-  rm -rf "$WHEELHOUSE.tmp"
-  mkdir -p "$WHEELHOUSE.tmp"
-  reqs=()
-  for r in "${REQUIREMENTS[@]}"; do reqs+=(-r "$ROOT/$r"); done
-  # --no-deps: the files are complete closures; the image builds' pip check proves it.
-  python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-    --implementation cp --python-version 3.11 --abi cp311 "${PLATFORMS[@]}" \
-    -d "$WHEELHOUSE.tmp" "${reqs[@]}" "${BUILD_REQUIREMENTS[@]}"
-  echo "$wheel_hash" > "$WHEELHOUSE.tmp/.recipe"
-  rm -rf "$WHEELHOUSE"
-  mv "$WHEELHOUSE.tmp" "$WHEELHOUSE"
-  echo "$(ls "$WHEELHOUSE" | grep -c '\.whl$') wheels, $(du -sh "$WHEELHOUSE" | cut -f1)"
+if [ -n "$WHEEL_PID" ]; then
+  t0="$(now)"
+  status=0; wait "$WHEEL_PID" || status=$?
+  WHEEL_PID=""
+  if [ "$status" -ne 0 ]; then
+    tail -n 40 "$WORK/wheelhouse.log" >&2
+    echo "wheelhouse download failed (log: $WORK/wheelhouse.log)" >&2
+    exit 1
+  fi
+  log "wheelhouse: $(tail -n 1 "$WORK/wheelhouse.log") (waited $(elapsed "$t0") after the base)"
+  TIMES+=("wheelhouse $(tail -n 1 "$WORK/wheelhouse.log" | sed 's/.*, //') (in parallel with the base)")
 fi
-TIMES+=("wheelhouse $(elapsed "$t0")")
 
-# 3. images, pip reading the wheelhouse over loopback. The URL is a build arg, so it is part
+# Images, pip reading the wheelhouse over loopback. The URL is a build arg, so it is part
 # of the pip layers' cache key: keep the port fixed.
 port_free() {
   python3 -c 'import socket, sys; s = socket.socket(); s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
@@ -241,7 +264,6 @@ if ! port_free "$PORT"; then
 fi
 python3 -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$PORT" >"$WORK/wheelhouse-http.log" 2>&1 &
 HTTP_PID=$!
-trap 'kill "$HTTP_PID" 2>/dev/null || true; unmount_rootfs' EXIT
 for _ in $(seq 50); do
   python3 -c 'import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)' \
     "http://127.0.0.1:$PORT/" 2>/dev/null && break
