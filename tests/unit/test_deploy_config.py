@@ -77,8 +77,8 @@ PROXY_CA_DIR = "/run/unde/proxy-ca"
 PROXY_CA_BUNDLE = f"{PROXY_CA_DIR}/brightdata_root_ca_{PROXY_PORT}.crt"
 WEBHOOK = "ALERT_WEBHOOK_URL"
 MISSING_ENV = re.compile(r'environment variable "(\w+)" which is not set')
-ENV_LITERAL = re.compile(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""")
 # A string literal that names a variable the project reads (EnvVar, os.environ, tuning maps).
+ENV_LITERAL = re.compile(r"""["']([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)["']""")
 INTERPOLATION = re.compile(r"\$\{(\w+)(?:(:?[-?])([^}]*))?\}")
 
 
@@ -110,8 +110,11 @@ def compose_env(service: str) -> dict[str, str]:
     dotenv = read_env(CONTROL / ".env.example")
     spec = compose["services"][service]
     env: dict[str, str] = {}
-    for name in spec.get("env_file") or []:
-        env.update(read_env(CONTROL / f"{name}.example"))
+    files = spec.get("env_file") or []
+    for entry in [files] if isinstance(files, str) else files:
+        name = entry["path"] if isinstance(entry, Mapping) else entry
+        name = _interpolate(str(name), dotenv, f"{service}.env_file")
+        env.update(read_env(CONTROL / f"{Path(name).name}.example"))
     for key, value in (spec.get("environment") or {}).items():
         env[key] = _interpolate(str(value), dotenv, f"{service}.environment.{key}")
     return env
@@ -136,8 +139,7 @@ def project_env_names() -> frozenset[str]:
     for package in ("unde_dagster", "unde_deploy"):
         for path in (ROOT / package).rglob("*.py"):
             names |= set(ENV_LITERAL.findall(path.read_text(encoding="utf-8")))
-    for path in [*CONTROL.glob("*.example"), *CONTROL.glob(".env.example"),
-                 *ROLE_HOSTS.glob("*.example")]:
+    for path in example_files():
         names |= set(read_env(path))
     return frozenset(names)
 
@@ -458,7 +460,8 @@ def check_needs(name: str, path: Path, needs: HostNeeds, secrets: set[str]) -> N
         elif var in secrets and var not in required:
             problems.append(f"{var}: a secret nothing on this host needs")
     if problems:
-        pytest.fail(f"{name} ({path.relative_to(ROOT)}):\n  " + "\n  ".join(problems))
+        report = f"{name} ({path.relative_to(ROOT)}):\n  " + "\n  ".join(problems)
+        pytest.fail(report, pytrace=False)
 
 
 # --- the tests: config per host -----------------------------------------------------------
@@ -532,7 +535,8 @@ def test_host_env_resolves_its_part_of_runs_spanning_roles(
     if needs.errors:
         pytest.fail(
             f"{host} ({path.relative_to(ROOT)}), where each process plans the run's whole "
-            "job:\n  " + "\n  ".join(needs.errors)
+            "job:\n  " + "\n  ".join(needs.errors),
+            pytrace=False,
         )
 
 
@@ -564,8 +568,9 @@ def test_control_plane_env_resolves_the_instance(
 
 
 def example_files() -> list[Path]:
-    return sorted([*CONTROL.glob("*.example"), CONTROL / ".env.example",
-                   *ROLE_HOSTS.glob("*.example")])
+    """Every env example: the control plane's (`.env.example` included) and the run hosts'."""
+    return sorted({*CONTROL.glob("*.example"), CONTROL / ".env.example",
+                   *ROLE_HOSTS.glob("*.example")})
 
 
 @pytest.mark.parametrize("path", example_files(), ids=lambda p: p.name)
