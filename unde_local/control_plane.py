@@ -48,7 +48,7 @@ IMAGES = {  # compose variable -> (local image, what builds it)
 USER_CODE_IMAGE, CONTROL_IMAGE = "unde-dagster:local", "unde-dagster-control:local"
 PGBOUNCER_IMAGE = "unde-dagster-pgbouncer:1"  # compose.yaml's `image:` of its build
 PGBOUNCER_DIR = PROJECT_DIR / "deploy" / "control-plane" / "pgbouncer"
-# What compose.yaml must let a local env set (the diff in deploy/local/README.md).
+# What compose.yaml must let a local env set (since fd83c46).
 COMPOSE_NEEDS = ("${UNDE_NGINX_IMAGE", "${UNDE_POSTGRES_IMAGE", "${UNDE_CODE_SERVER_ENV")
 # dagster.yaml host -> index into the engines (modulo their number)
 HOST_SPREAD = {"apify": 0, "photo-downloader": 0, "scraper": 0,
@@ -85,6 +85,13 @@ class ControlPlane:
             path.write_text(secrets.token_urlsafe(24))
             path.chmod(0o600)
         return path.read_text().strip()
+
+    @property
+    def project(self) -> str:
+        """Compose project: the file's own name for the default instance, a name of its own
+        for others (the test's), so one's `down --volumes` never removes another's. They
+        still share 10.77.0.1:443/6432: one control plane runs at a time."""
+        return "unde-dagster" if self.name == "control-plane" else f"unde-dagster-{self.name}"
 
     @property
     def ui_url(self) -> str:
@@ -202,13 +209,9 @@ class ControlPlane:
             _run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}",
                   "-t", image, str(context)])
             times[image] = time.monotonic() - t0
-        dockerfile = (PGBOUNCER_DIR / "Dockerfile").read_text()
-        if "ARG BASE_IMAGE" not in dockerfile:  # until the build arg is in (README diff)
-            dockerfile = dockerfile.replace(
-                "FROM ubuntu:24.04", "ARG BASE_IMAGE=ubuntu:24.04\nFROM ${BASE_IMAGE}", 1)
         t0 = time.monotonic()
         _run(["docker", "build", "-q", "--build-arg", f"BASE_IMAGE={BASE_IMAGE}", "-t",
-              PGBOUNCER_IMAGE, "-f", "-", str(PGBOUNCER_DIR)], input=dockerfile)
+              PGBOUNCER_IMAGE, str(PGBOUNCER_DIR)])
         times[PGBOUNCER_IMAGE] = time.monotonic() - t0
         return times
 
@@ -216,9 +219,9 @@ class ControlPlane:
         text = self.compose_file.read_text()
         missing = [n for n in COMPOSE_NEEDS if n not in text]
         if missing:
-            raise RuntimeError(f"{self.compose_file} lacks {missing}: see deploy/local/README.md")
+            raise RuntimeError(f"{self.compose_file} lacks {missing} (a checkout before fd83c46?)")
         cmd = [compose_binary(), "--ansi", "never", "--env-file", str(self.root / ".env"), "-f",
-               str(self.compose_file), "--profile", PROFILE, *args]
+               str(self.compose_file), "-p", self.project, "--profile", PROFILE, *args]
         return subprocess.run(cmd, check=check, text=True, capture_output=True)
 
     def up(self, timeout: float = 420, wait_daemon: bool = False) -> dict[str, float]:
@@ -244,18 +247,22 @@ class ControlPlane:
         return {r["Service"]: {"state": r["State"], "health": r.get("Health", "")} for r in rows}
 
     def wait(self, timeout: float = 420, wait_daemon: bool = False) -> None:
-        """Every service running, healthy where it has a check (the daemon's only if asked:
-        its first check is 60 s after start), and nginx serving /server_info with the login."""
+        """Every service running, none unhealthy; the database path and the code server
+        healthy; nginx serving /server_info with the login (so the webserver answers: its
+        and nginx's first healthchecks come only 30 s after start). The daemon's health
+        (first check 60 s after start) only if asked."""
+        strict = {"postgres", "pgbouncer", "code-server", *(["daemon"] if wait_daemon else [])}
         deadline = time.monotonic() + timeout
         while True:
             s = self.services()
             pending = [n for n, v in s.items() if v["state"] != "running"
-                       or (v["health"] not in ("", "healthy") and (n != "daemon" or wait_daemon))]
+                       or v["health"] == "unhealthy"
+                       or (n in strict and v["health"] not in ("", "healthy"))]
             if not pending and self.get("/server_info")[0] == 200:
                 return
             if time.monotonic() > deadline:
                 raise TimeoutError(f"control plane not ready: {pending or 'nginx'}; {s}")
-            time.sleep(2)
+            time.sleep(1)
 
     def down(self, volumes: bool = False) -> None:
         self.compose("down", "--remove-orphans", *(["--volumes"] if volumes else []))
@@ -288,6 +295,7 @@ class ControlPlane:
     def check(self) -> dict[str, int]:
         query = json.dumps({"query": "{ version }"}).encode()
         return {"/ without login": self.get("/", auth=False)[0],
+                "/ (UI)": self.get("/")[0],
                 "/server_info": self.get("/server_info")[0],
                 "/graphql": self.get("/graphql", body=query)[0]}
 
