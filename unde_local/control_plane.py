@@ -90,7 +90,7 @@ class ControlPlane:
     def project(self) -> str:
         """Compose project: the file's own name for the default instance, a name of its own
         for others (the test's), so one's `down --volumes` never removes another's. They
-        still share 10.77.0.1:443/6432: one control plane runs at a time."""
+        publish on `address`: two at once need two addresses (e.g. 10.77.0.2 on the bridge)."""
         return "unde-dagster" if self.name == "control-plane" else f"unde-dagster-{self.name}"
 
     @property
@@ -227,7 +227,10 @@ class ControlPlane:
     def up(self, timeout: float = 420, wait_daemon: bool = False) -> dict[str, float]:
         """Idempotent. Returns seconds per phase."""
         t0 = time.monotonic()
-        eng.ensure_bridge()  # the published ports bind on its address
+        eng.ensure_bridge()  # the published ports bind on its address (or one more of it)
+        if self.address != eng.HOST_ADDRESS:
+            subprocess.run(["ip", "addr", "replace", f"{self.address}/{eng.PREFIX_LEN}",
+                            "dev", eng.BRIDGE], check=True)
         times = {f"build {k}": v for k, v in self.build_images().items()}
         self.write_config()
         t1 = time.monotonic()
@@ -312,10 +315,12 @@ def cli(argv: Sequence[str]) -> None:
     p.add_argument("action", choices=["up", "down", "logs", "status", "check"])
     p.add_argument("service", nargs="?", help="logs: one service")
     p.add_argument("--compose-file", type=Path, default=COMPOSE_FILE)
+    p.add_argument("--name", default="control-plane", help="folder under .local/deploy/")
+    p.add_argument("--address", default=eng.HOST_ADDRESS, help="where nginx/PgBouncer publish")
     p.add_argument("--volumes", action="store_true", help="down: delete the PostgreSQL volume")
     p.add_argument("--wait-daemon", action="store_true", help="up: until the daemon is healthy")
     args = p.parse_args(argv)
-    cp = ControlPlane(compose_file=args.compose_file)
+    cp = ControlPlane(name=args.name, compose_file=args.compose_file, address=args.address)
     if args.action == "up":
         for phase, secs in cp.up(wait_daemon=args.wait_daemon).items():
             print(f"{phase}: {secs:.1f}s")

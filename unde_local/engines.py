@@ -21,6 +21,8 @@ listen on it or on 0.0.0.0, not on 127.0.0.1.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
 import json
 import os
 import select
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -380,15 +382,31 @@ def load_engines() -> list[Engine]:
     return [Engine(**d) for d in json.loads(path.read_text())] if path.exists() else []
 
 
+@contextlib.contextmanager
+def _locked() -> Iterator[None]:
+    """One up/down at a time on this machine (the test's and a developer's)."""
+    RUN_ROOT.mkdir(parents=True, exist_ok=True)
+    with open(RUN_ROOT / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        yield
+
+
 def up(engines: Sequence[Engine] | None = None, images: Sequence[str] | None = None,
        certs: Path = CERTS_DIR) -> list[Engine]:
-    """Idempotent: bridge, certificates, engines, images. Default: the last set, else two."""
+    """Idempotent: bridge, certificates, engines, images. Default: the last set, else the
+    two netns engines and the host one."""
     if os.geteuid() != 0:
         raise RuntimeError("role engines need root (ip netns, dockerd)")
+    with _locked():
+        return _up(engines, images, certs)
+
+
+def _up(engines: Sequence[Engine] | None, images: Sequence[str] | None,
+        certs: Path) -> list[Engine]:
     engines = list(engines if engines is not None else (load_engines() or default_engines()))
     ensure_bridge()
     ensure_certs(engines, certs)
-    down([e for e in load_engines() if e not in engines])  # dropped from the set
+    _down([e for e in load_engines() if e not in engines])  # dropped from the set
     STATE_DIR.mkdir(parents=True, exist_ok=True)
     (STATE_DIR / "engines.json").write_text(json.dumps([asdict(e) for e in engines], indent=2))
     for e in engines:
@@ -404,6 +422,11 @@ def up(engines: Sequence[Engine] | None = None, images: Sequence[str] | None = N
 def down(engines: Sequence[Engine] | None = None, purge: bool = False) -> None:
     """Stop the engines, their containers first (live-restore would keep them running).
     purge: also delete each netns engine's namespace and data root, and the bridge."""
+    with _locked():
+        _down(engines, purge)
+
+
+def _down(engines: Sequence[Engine] | None, purge: bool = False) -> None:
     for e in load_engines() if engines is None else engines:
         if e.kind != "netns":
             _stop_pid(e.pidfile, timeout=5)
