@@ -36,7 +36,7 @@ from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_executor import DockerStepHandler
 
 from unde_deploy.launcher import RoleRoutedDockerRunLauncher
-from unde_deploy.roles import ROLE_TAG, RoutingError
+from unde_deploy.roles import ROLE_TAG, SPANS_ROLES_ENV, RoutingError
 
 STEP_KEY_LABEL = "dagster/step_key"
 
@@ -97,7 +97,8 @@ class RoleRoutedStepHandler(DockerStepHandler):
         labels.update({"dagster/run_id": ctx.dagster_run.run_id, STEP_KEY_LABEL: step_key,
                        ROLE_TAG: role_of_step(ctx, step_key)})
         container_context = container_context._replace(
-            container_kwargs={**container_context.container_kwargs, "labels": labels}
+            container_kwargs={**container_context.container_kwargs, "labels": labels},
+            env_vars=[*container_context.env_vars, f"{SPANS_ROLES_ENV}=1"],
         )
         image = self._get_image(ctx)
         try:
@@ -152,9 +153,11 @@ class RoleRoutedStepHandler(DockerStepHandler):
     },
 )
 def role_routed_executor(init_context: InitExecutorContext) -> Executor:
-    launcher = init_context.instance.run_launcher
     roles = roles_of_job(init_context.job.get_definition())
-    if isinstance(launcher, RoleRoutedDockerRunLauncher) and len(roles) > 1:
+    if len(roles) < 2:  # the instance's launcher is not even loaded: a role host's run env
+        return InProcessExecutor(retries=RetryMode.ENABLED)  # has no engine settings
+    launcher = init_context.instance.run_launcher
+    if isinstance(launcher, RoleRoutedDockerRunLauncher):
         return StepDelegatingExecutor(
             RoleRoutedStepHandler(launcher),
             retries=RetryMode.ENABLED,

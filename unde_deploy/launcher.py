@@ -36,6 +36,7 @@ from unde_deploy.roles import (
     HOST_TAG,
     ROLE_TAG,
     ROLES_TAG,
+    SPANS_ROLES_ENV,
     HostEngine,
     Routing,
     RoutingError,
@@ -239,8 +240,10 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         env["DAGSTER_RUN_JOB_NAME"] = run.job_name
         kwargs: dict[str, Any] = dict(container_context.container_kwargs)
         kwargs.pop("stop_timeout", None)
-        if engine.name == self.routing.orchestrator_host and "," in run.tags.get(ROLES_TAG, ""):
-            kwargs["volumes"] = [*kwargs.get("volumes", []), *self.orchestrator_volumes]
+        if "," in run.tags.get(ROLES_TAG, ""):  # its steps go to their roles' hosts
+            env[SPANS_ROLES_ENV] = "1"
+            if engine.name == self.routing.orchestrator_host:
+                kwargs["volumes"] = [*kwargs.get("volumes", []), *self.orchestrator_volumes]
         labels = kwargs.pop("labels", {})
         labels = {key: "" for key in labels} if isinstance(labels, list) else dict(labels)
         labels.update(

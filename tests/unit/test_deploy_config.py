@@ -58,7 +58,7 @@ from packaging.version import Version
 from unde_dagster.definitions import load_defs
 from unde_deploy.entrypoint import build_env, parse_env_file
 from unde_deploy.launcher import RoleRoutedDockerRunLauncher
-from unde_deploy.roles import RoutingError
+from unde_deploy.roles import SPANS_ROLES_ENV, RoutingError
 from unde_deploy.runs import asset_roles
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -368,7 +368,11 @@ def resolve_role_host(
     instance_ref: InstanceRef, root: Path,
 ) -> HostNeeds:
     """Every process routed to `host`, with exactly the host's run env."""
-    use_env(monkeypatch, role_host_env(host))
+    env = role_host_env(host)
+    if any(p.spans_roles for p in placements):  # what the entrypoint gives such processes
+        env = build_env({**env, SPANS_ROLES_ENV: "1"})
+        env.pop(SPANS_ROLES_ENV)
+    use_env(monkeypatch, env)
     defs = build_defs()
     available = dict(defs.resources or {})
     with run_worker_instance(instance_ref, root) as instance:
@@ -736,10 +740,18 @@ def test_user_code_image_satisfies_setup_py() -> None:
     assert not problems, "requirements-user-code.txt:\n  " + "\n  ".join(problems)
 
 
+# Modules of unde_deploy that run only in the user-code image: the container entrypoint and
+# the executor of multi-role runs (in the run worker); the control plane never imports them.
+USER_CODE_ONLY = {"entrypoint.py", "executor.py"}
+
+
 def imported_distributions(package: Path) -> set[str]:
-    """Distributions whose top-level modules `package` imports (stdlib and itself excluded)."""
+    """Distributions whose top-level modules `package` imports (stdlib and itself excluded),
+    except in the modules only the user-code image runs."""
     modules: set[str] = set()
     for path in package.rglob("*.py"):
+        if path.name in USER_CODE_ONLY:
+            continue
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 modules |= {alias.name.split(".")[0] for alias in node.names}

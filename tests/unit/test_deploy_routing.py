@@ -146,3 +146,15 @@ def test_entrypoint_loads_env_file_and_names_missing(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"lacks \['FAL_KEY'\]") as err:
         build_env({"UNDE_ENV_FILE": str(env_file), "UNDE_REQUIRED_ENV": "FAL_KEY,STAGING_DB_URL"})
     assert "postgresql://" not in str(err.value)
+
+
+def test_a_run_spanning_roles_gets_placeholders_not_other_hosts_secrets(tmp_path: Path) -> None:
+    env_file = tmp_path / "run.env"
+    env_file.write_text("STAGING_DB_URL=postgresql://collage@db/staging\nS3_SECRET_KEY=s3cret\n")
+    base = {"UNDE_ENV_FILE": str(env_file)}
+    assert "APIFY_TOKEN" not in build_env(base)  # one-role run: nothing added
+    env = build_env({**base, "UNDE_SPANS_ROLES": "1"})
+    assert env["STAGING_DB_URL"] == "postgresql://collage@db/staging"
+    assert env["S3_SECRET_KEY"] == "s3cret"
+    assert env["APIFY_TOKEN"] == "unset-on-this-host:APIFY_TOKEN"
+    assert env["XIMILAR_TOKEN"] == "unset-on-this-host:XIMILAR_TOKEN"

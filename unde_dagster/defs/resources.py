@@ -53,6 +53,16 @@ def resources_from_env() -> dict[str, Any]:
     }
 
 
+def env_var_names() -> set[str]:
+    """Names of the variables the resources are bound to (their `dg.EnvVar` fields)."""
+    return {
+        value.env_var_name
+        for resource in resources_from_env().values()
+        for value in vars(resource).values()
+        if isinstance(value, dg.EnvVar)
+    }
+
+
 # Non-secret tuning read when present (the local stack shortens the politeness delays).
 _DOWNLOADER_TUNING = {
     "PROXY_CA_BUNDLE": ("proxy_ca_bundle", str),
