@@ -221,7 +221,9 @@ def test_ui_materialization_lands_on_its_role_host(
     assert body["Image"] == IMAGE
     assert body["Cmd"][:3] == ["dagster", "api", "execute_run"]
     assert run_id in body["Cmd"][3]
-    assert body["HostConfig"]["Binds"] == ["/etc/unde/run.env:/run/unde/run.env:ro"]
+    assert body["HostConfig"]["Binds"] == [
+        "/etc/unde/proxy-ca:/run/unde/proxy-ca:ro", "/etc/unde/run.env:/run/unde/run.env:ro",
+    ]
     assert body["Labels"]["dagster/run_id"] == run_id
     assert body["Labels"][ROLE_TAG] == role
     env = dict(item.split("=", 1) for item in body["Env"])
