@@ -18,6 +18,7 @@ from typing import Any
 
 import dagster as dg
 import docker.errors
+import requests
 from dagster import Field, IntSource
 
 # Private Dagster imports (tests/unit/test_layout.py lists why and fails if they move): an
@@ -116,13 +117,15 @@ class RoleRoutedStepHandler(DockerStepHandler):
 
     def check_step_health(self, step_handler_context: StepHandlerContext) -> CheckStepHealthResult:
         ctx = step_handler_context
-        host, client = self._engine_client(ctx)
         name = self._get_container_name(ctx)
         try:
+            host, client = self._engine_client(ctx)
             container = client.containers.get(name)
+        except RoutingError as exc:
+            return CheckStepHealthResult.unhealthy(str(exc))
         except docker.errors.NotFound:
             return CheckStepHealthResult.unhealthy(f"container {name} is gone from host {host}")
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             return CheckStepHealthResult.unhealthy(f"host {host} unreachable: {exc}")
         if container.status == "running":
             return CheckStepHealthResult.healthy()

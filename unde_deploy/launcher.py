@@ -14,6 +14,7 @@ from typing import Any, Self, TypeVar
 import docker
 import docker.errors
 import docker.tls
+import requests
 from dagster import DagsterRun, Field, Map, Noneable, Shape, StringSource
 
 # Private Dagster imports, each because `dagster` exports no public equivalent: a run
@@ -157,7 +158,7 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         client.api.trust_env = False
         try:
             server = client.api.version(api_version=False)
-        except docker.errors.DockerException as exc:
+        except (docker.errors.DockerException, requests.RequestException) as exc:
             raise RoutingError(f"Docker engine of host {host} ({url}) unreachable: {exc}") from exc
         client.api._version = server["ApiVersion"]  # docker-py has no setter for it
         if self.registry:

@@ -102,3 +102,97 @@ def test_two_brand_backfill_runs_every_step_on_its_role_host(deployment: Deploym
     for brand in BRANDS:
         listed = s3.list_objects_v2(Bucket=env["S3_BUCKET"], Prefix=f"collages/{brand}/")
         assert listed.get("KeyCount") == 3, (brand, listed.get("KeyCount"))
+
+
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
+"""
+RUN = """
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }
+"""
+RUN_EVENTS = """
+query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
+  events { __typename ... on MessageEvent { message }
+           ... on EngineEvent { error { message } } } } } }
+"""
+TERMINATE = """
+mutation($id: String!) { terminateRun(runId: $id) { __typename
+  ... on TerminateRunSuccess { run { runId } } ... on PythonError { message } } }
+"""
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
+
+
+def launch(deployment: Deployment, job: str, brand: str) -> str:
+    params = {
+        "selector": {"repositoryLocationName": "unde_dagster",
+                     "repositoryName": "__repository__", "jobName": job},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": brand}]},
+    }
+    launched = deployment.graphql(LAUNCH_RUN, params=params)["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    return launched["run"]["runId"]
+
+
+def run_status(deployment: Deployment, run_id: str) -> str:
+    return deployment.graphql(RUN, id=run_id)["runOrError"]["status"]
+
+
+def wait_run(deployment: Deployment, run_id: str, statuses: set[str], timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while (status := run_status(deployment, run_id)) not in statuses:
+        assert time.monotonic() < deadline, (run_id, status)
+        time.sleep(2)
+    return status
+
+
+def run_messages(deployment: Deployment, run_id: str) -> str:
+    events = deployment.graphql(RUN_EVENTS, id=run_id)["logsForRun"]["events"]
+    return "\n".join(
+        (e.get("message") or "") + " " + ((e.get("error") or {}).get("message") or "")
+        for e in events
+    )
+
+
+def test_an_unreachable_role_engine_fails_its_runs_naming_the_host(
+    deployment: Deployment,
+) -> None:
+    from unde_local import engines as eng
+
+    collage_engine = deployment.engines["collage"]
+    assert collage_engine.name != deployment.engines["apify"].name
+    eng.cut(collage_engine)
+    try:
+        cut_run = launch(deployment, "collages_job", "oysho")
+        other_run = launch(deployment, "catalog_job", "oysho")
+        assert wait_run(deployment, cut_run, FINISHED, 300) == "FAILURE"
+        assert wait_run(deployment, other_run, FINISHED, 300) == "SUCCESS"
+    finally:
+        eng.restore(collage_engine)
+    messages = run_messages(deployment, cut_run)
+    assert "collage" in messages and "unreachable" in messages, messages[-2000:]
+
+
+def test_terminate_from_graphql_stops_the_runs_container(deployment: Deployment) -> None:
+    stack = deployment.stack
+    assert stack.emulators is not None
+    cdn = stack.emulators.faults["cdn_proxy"]
+    with small_catalog(stack, "oysho", n_skus=3):
+        catalog = launch(deployment, "catalog_job", "oysho")
+        assert wait_run(deployment, catalog, FINISHED, 300) == "SUCCESS"
+        cdn.add(match="/photos/", hang=True, hang_max_s=600)  # the download never ends
+        try:
+            run_id = launch(deployment, "originals_job", "oysho")
+            wait_run(deployment, run_id, {"STARTED"}, 300)
+            time.sleep(10)  # inside its batch
+            asked = time.monotonic()
+            result = deployment.graphql(TERMINATE, id=run_id)["terminateRun"]
+            assert result["__typename"] == "TerminateRunSuccess", result
+            assert wait_run(deployment, run_id, {"CANCELED", "FAILURE"}, 200) == "CANCELED"
+            stopped_s = time.monotonic() - asked
+        finally:
+            cdn.clear()
+    host = "photo-downloader"
+    mine = [c for c in deployment.containers(host) if c["labels"].get("dagster/run_id") == run_id]
+    assert mine and all(c["status"] == "exited" for c in mine), mine
+    deployment.timings["terminate to canceled"] = stopped_s
