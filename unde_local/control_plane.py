@@ -276,7 +276,9 @@ class ControlPlane:
 
     # --- checks ---------------------------------------------------------------------------
 
-    def get(self, path: str, auth: bool = True, body: bytes | None = None) -> tuple[int, bytes]:
+    def get(
+        self, path: str, auth: bool = True, body: bytes | None = None, timeout: float = 10
+    ) -> tuple[int, bytes]:
         """A request to nginx (self-signed UI cert: not verified), with or without the login."""
         req = urllib.request.Request(self.ui_url + path, data=body)
         if body is not None:
@@ -288,7 +290,7 @@ class ControlPlane:
             urllib.request.ProxyHandler({}),
             urllib.request.HTTPSHandler(context=ssl._create_unverified_context()))
         try:
-            with opener.open(req, timeout=10) as resp:
+            with opener.open(req, timeout=timeout) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()

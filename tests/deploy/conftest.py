@@ -51,9 +51,9 @@ class Deployment:
     stack: LocalStack
     timings: dict[str, float]
 
-    def graphql(self, query: str, **variables: Any) -> dict[str, Any]:
+    def graphql(self, query: str, timeout_s: float = 30, **variables: Any) -> dict[str, Any]:
         body = json.dumps({"query": query, "variables": variables}).encode()
-        status, raw = self.control.get("/graphql", body=body)
+        status, raw = self.control.get("/graphql", body=body, timeout=timeout_s)
         assert status == 200, (status, raw[:500])
         reply = json.loads(raw)
         assert "errors" not in reply, reply["errors"]

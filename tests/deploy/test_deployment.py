@@ -116,10 +116,6 @@ query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
   events { __typename ... on MessageEvent { message }
            ... on EngineEvent { error { message } } } } } }
 """
-TERMINATE = """
-mutation($id: String!) { terminateRun(runId: $id) { __typename
-  ... on TerminateRunSuccess { run { runId } } ... on PythonError { message } } }
-"""
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
@@ -172,27 +168,3 @@ def test_an_unreachable_role_engine_fails_its_runs_naming_the_host(
     messages = run_messages(deployment, cut_run)
     assert "collage" in messages and "unreachable" in messages, messages[-2000:]
 
-
-def test_terminate_from_graphql_stops_the_runs_container(deployment: Deployment) -> None:
-    stack = deployment.stack
-    assert stack.emulators is not None
-    cdn = stack.emulators.faults["cdn_proxy"]
-    with small_catalog(stack, "oysho", n_skus=3):
-        catalog = launch(deployment, "catalog_job", "oysho")
-        assert wait_run(deployment, catalog, FINISHED, 300) == "SUCCESS"
-        cdn.add(match="/photos/", hang=True, hang_max_s=600)  # the download never ends
-        try:
-            run_id = launch(deployment, "originals_job", "oysho")
-            wait_run(deployment, run_id, {"STARTED"}, 300)
-            time.sleep(10)  # inside its batch
-            asked = time.monotonic()
-            result = deployment.graphql(TERMINATE, id=run_id)["terminateRun"]
-            assert result["__typename"] == "TerminateRunSuccess", result
-            assert wait_run(deployment, run_id, {"CANCELED", "FAILURE"}, 200) == "CANCELED"
-            stopped_s = time.monotonic() - asked
-        finally:
-            cdn.clear()
-    host = "photo-downloader"
-    mine = [c for c in deployment.containers(host) if c["labels"].get("dagster/run_id") == run_id]
-    assert mine and all(c["status"] == "exited" for c in mine), mine
-    deployment.timings["terminate to canceled"] = stopped_s
