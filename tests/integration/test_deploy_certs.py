@@ -24,6 +24,9 @@ import pytest
 SCRIPT = Path(__file__).resolve().parents[2] / "deploy" / "tls" / "make-docker-certs.sh"
 HOSTS = {"collage": "10.1.0.16", "scraper": "10.1.0.3", "local": "127.0.0.1"}
 DAEMON_UID = 10001  # the images' `dagster` user
+# As root the client key goes to the daemon's uid, as on the control plane; otherwise to the
+# caller's own uid (the only owner a non-root chown may set), so ownership is still checked.
+OWNER = DAEMON_UID if os.geteuid() == 0 else os.geteuid()
 
 
 def make_certs(out: Path, *pairs: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -57,7 +60,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
         pytest.fail("the openssl CLI is needed (and used by make-docker-certs.sh itself)")
     out = tmp_path_factory.mktemp("tls") / "certs"
-    env = {"CLIENT_KEY_OWNER": str(DAEMON_UID)} if os.geteuid() == 0 else {}
+    env = {"CLIENT_KEY_OWNER": str(OWNER)}
     done = make_certs(out, *(f"{n}={ip}" for n, ip in HOSTS.items()), **env)
     assert done.returncode == 0, done.stderr
     return out
@@ -104,12 +107,10 @@ def test_keys_are_private_and_the_client_key_is_the_daemons(certs: Path) -> None
     for cert in certs.rglob("*.pem"):
         if not cert.name.endswith("key.pem"):
             assert not stat.S_IMODE(cert.stat().st_mode) & 0o222 & ~0o200, cert
-    if os.geteuid() != 0:
-        pytest.skip("CLIENT_KEY_OWNER needs root: ownership not exercised")
     client = certs / "client" / "key.pem"
-    assert (client.stat().st_uid, client.stat().st_gid) == (DAEMON_UID, DAEMON_UID)
-    assert (certs / "client").stat().st_uid == DAEMON_UID
-    assert (certs / "collage" / "server-key.pem").stat().st_uid == 0
+    assert (client.stat().st_uid, client.stat().st_gid) == (OWNER, OWNER)
+    assert (certs / "client").stat().st_uid == OWNER
+    assert (certs / "collage" / "server-key.pem").stat().st_uid == os.geteuid()
 
 
 def test_mutual_tls_handshake_like_docker_py(certs: Path) -> None:
@@ -145,7 +146,7 @@ def test_rerun_keeps_the_ca_and_adds_a_host(certs: Path, tmp_path: Path) -> None
     out = tmp_path / "certs"
     shutil.copytree(certs, out)
     before = (out / "ca.pem").read_bytes()
-    env = {"CLIENT_KEY_OWNER": str(DAEMON_UID)} if os.geteuid() == 0 else {}
+    env = {"CLIENT_KEY_OWNER": str(OWNER)}
     done = make_certs(out, "ximilar-sync=10.1.0.11", **env)
     assert done.returncode == 0, done.stderr
     assert (out / "ca.pem").read_bytes() == before
