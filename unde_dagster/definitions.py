@@ -11,6 +11,7 @@ The tree is built from the package itself (not from `pyproject.toml`, as
 """
 
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import dagster as dg
@@ -34,7 +35,7 @@ def roles_by_asset(tree: dg.ComponentTree) -> dict[dg.AssetKey, str]:
     return roles
 
 
-def stamp_role(roles: dict[dg.AssetKey, str]):
+def stamp_role(roles: dict[dg.AssetKey, str]) -> Callable[[dg.AssetSpec], dg.AssetSpec]:
     def stamp(spec: dg.AssetSpec) -> dg.AssetSpec:
         if spec.key not in roles:
             raise RuntimeError(f"asset {spec.key.to_user_string()} is outside the stage "
