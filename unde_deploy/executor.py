@@ -36,7 +36,7 @@ from dagster._core.executor.step_delegating.step_handler.base import (
 from dagster_docker.container_context import DockerContainerContext
 from dagster_docker.docker_executor import DockerStepHandler
 
-from unde_deploy.launcher import RoleRoutedDockerRunLauncher
+from unde_deploy.launcher import RoleRoutedDockerRunLauncher, container_labels
 from unde_deploy.roles import ROLE_TAG, SPANS_ROLES_ENV, RoutingError
 
 STEP_KEY_LABEL = "dagster/step_key"
@@ -79,10 +79,11 @@ class RoleRoutedStepHandler(DockerStepHandler):
     def name(self) -> str:
         return "RoleRoutedStepHandler"
 
-    def _engine_client(self, ctx: StepHandlerContext) -> tuple[str, Any]:
+    def _engine_client(self, ctx: StepHandlerContext) -> tuple[str, str, Any]:
+        """The step's role, its host and a client of that host's engine."""
         role = role_of_step(ctx, self._get_step_key(ctx))
         engine = self._launcher.routing.engine_for_role(role)
-        return engine.name, self._launcher.client_for(engine.url, engine.name)
+        return role, engine.name, self._launcher.client_for(engine.url, engine.name)
 
     def _get_docker_container_context(self, step_handler_context: StepHandlerContext) -> Any:
         # The run launcher's context (names-only env, the host's env file, labels, kwargs)
@@ -91,12 +92,12 @@ class RoleRoutedStepHandler(DockerStepHandler):
     def launch_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         ctx = step_handler_context
         step_key = self._get_step_key(ctx)
-        host, client = self._engine_client(ctx)
+        role, host, client = self._engine_client(ctx)
         container_context = self._get_docker_container_context(ctx)
-        labels = container_context.container_kwargs.get("labels") or {}
-        labels = {k: "" for k in labels} if isinstance(labels, list) else dict(labels)
-        labels.update({"dagster/run_id": ctx.dagster_run.run_id, STEP_KEY_LABEL: step_key,
-                       ROLE_TAG: role_of_step(ctx, step_key)})
+        labels = container_labels(
+            container_context.container_kwargs.get("labels") or {},
+            {"dagster/run_id": ctx.dagster_run.run_id, STEP_KEY_LABEL: step_key, ROLE_TAG: role},
+        )
         container_context = container_context._replace(
             container_kwargs={**container_context.container_kwargs, "labels": labels},
             env_vars=[*container_context.env_vars, f"{SPANS_ROLES_ENV}=1"],
@@ -119,7 +120,7 @@ class RoleRoutedStepHandler(DockerStepHandler):
         ctx = step_handler_context
         name = self._get_container_name(ctx)
         try:
-            host, client = self._engine_client(ctx)
+            _, host, client = self._engine_client(ctx)
             container = client.containers.get(name)
         except RoutingError as exc:
             return CheckStepHealthResult.unhealthy(str(exc))
@@ -137,7 +138,7 @@ class RoleRoutedStepHandler(DockerStepHandler):
     def terminate_step(self, step_handler_context: StepHandlerContext) -> Iterator[DagsterEvent]:
         ctx = step_handler_context
         step_key = self._get_step_key(ctx)
-        host, client = self._engine_client(ctx)
+        _, host, client = self._engine_client(ctx)
         name = self._get_container_name(ctx)
         yield DagsterEvent.engine_event(
             ctx.get_step_context(step_key),

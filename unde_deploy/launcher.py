@@ -35,6 +35,7 @@ from dagster_docker.utils import DOCKER_CONFIG_SCHEMA
 from unde_deploy.roles import (
     ENGINE_TAG,
     HOST_TAG,
+    MULTI_ROLE,
     ROLE_TAG,
     ROLES_TAG,
     SPANS_ROLES_ENV,
@@ -241,18 +242,14 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         env["DAGSTER_RUN_JOB_NAME"] = run.job_name
         kwargs: dict[str, Any] = dict(container_context.container_kwargs)
         kwargs.pop("stop_timeout", None)
-        if "," in run.tags.get(ROLES_TAG, ""):  # its steps go to their roles' hosts
+        if run.tags.get(ROLE_TAG) == MULTI_ROLE:  # its steps go to their roles' hosts
             env[SPANS_ROLES_ENV] = "1"
             if engine.name == self.routing.orchestrator_host:
                 kwargs["volumes"] = [*kwargs.get("volumes", []), *self.orchestrator_volumes]
-        labels = kwargs.pop("labels", {})
-        labels = {key: "" for key in labels} if isinstance(labels, list) else dict(labels)
-        labels.update(
-            {
-                "dagster/run_id": run.run_id,
-                "dagster/job_name": run.job_name,
-                ROLE_TAG: run.tags.get(ROLE_TAG, ""),
-            }
+        labels = container_labels(
+            kwargs.pop("labels", {}),
+            {"dagster/run_id": run.run_id, "dagster/job_name": run.job_name,
+             ROLE_TAG: run.tags.get(ROLE_TAG, "")},
         )
         networks = container_context.networks
         create_args: dict[str, Any] = {
@@ -296,6 +293,12 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
             return self.client_for(engine.url, engine.name).containers.get(container_id)
         except docker.errors.NotFound:
             return None
+
+
+def container_labels(configured: Any, ours: Mapping[str, str]) -> dict[str, str]:
+    """The `labels` of container_kwargs (a list of names or a mapping) plus ours."""
+    labels = dict.fromkeys(configured, "") if isinstance(configured, list) else dict(configured)
+    return {**labels, **ours}
 
 
 def _check_names_only(env_vars: Iterable[str] | None, where: str) -> None:
