@@ -265,6 +265,10 @@ class RoleRoutedDockerRunLauncher(DockerRunLauncher):
         try:
             container = client.containers.create(**create_args)
         except docker.errors.ImageNotFound:
+            self._instance.report_engine_event(
+                message=f"Image {docker_image} is not on {engine.name}: pulling it",
+                dagster_run=run, cls=self.__class__,
+            )
             client.images.pull(docker_image)
             container = client.containers.create(**create_args)
         for network_name in networks[1:]:

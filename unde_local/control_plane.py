@@ -118,9 +118,9 @@ class ControlPlane:
 
     def run_env(self) -> dict[str, str]:
         """What a run container on any role engine needs for Dagster storage (its run.env)."""
-        return {"DAGSTER_PG_URL": self._pg_url(self.address, "dagster")}
+        return {"DAGSTER_PG_URL": self.pg_url(self.address, "dagster")}
 
-    def _pg_url(self, host: str, db: str) -> str:
+    def pg_url(self, host: str, db: str) -> str:
         return f"postgresql://dagster:{self._secret('pg_password')}@{host}:6432/{db}"
 
     # --- files --------------------------------------------------------------------------
@@ -141,8 +141,8 @@ class ControlPlane:
             "UNDE_CODE_SERVER_ENV": str(code_env),
             "CONTROL_PLANE_PRIVATE_IP": self.address,
             "DAGSTER_PG_PASSWORD": self._secret("pg_password"),
-            "DAGSTER_PG_URL_TRANSACTION": self._pg_url("pgbouncer", "dagster"),
-            "DAGSTER_PG_URL_SESSION": self._pg_url("pgbouncer", "dagster_session"),
+            "DAGSTER_PG_URL_TRANSACTION": self.pg_url("pgbouncer", "dagster"),
+            "DAGSTER_PG_URL_SESSION": self.pg_url("pgbouncer", "dagster_session"),
             **{f"UNDE_DOCKER_{h.upper().replace('-', '_')}": url
                for h, url in self.engine_urls().items()},
             "UNDE_DOCKER_TLS_DIR": str(tls),

@@ -8,7 +8,7 @@ from `deploy/control-plane/compose.yaml` (PostgreSQL, PgBouncer, code server, we
 daemon, nginx) with `deploy/dagster.yaml`, and a local stack (Staging DB, S3 store,
 emulators) listening on the engines' bridge so every container reaches it. Each engine's
 `/etc/unde/run.env` holds what a role host's would. The schedules are stopped through the UI's
-GraphQL before any test, so no tick lands mid-test; the sensors stay on.
+GraphQL before any test, and so are the sensors: only the tests launch runs.
 
 Needs root and a Docker engine; without them these tests fail, they never skip.
 """
@@ -26,6 +26,7 @@ from typing import Any
 import psycopg
 import pytest
 
+from unde_deploy.executor import STEP_KEY_LABEL
 from unde_local import engines as eng
 from unde_local.control_plane import ControlPlane
 from unde_local.dagster_services import PROJECT_DIR
@@ -42,6 +43,27 @@ STOP_SCHEDULE = """
 mutation Stop($id: String!) { stopRunningSchedule(id: $id) {
   __typename ... on ScheduleStateResult { scheduleState { status } } } }
 """
+SENSORS = """
+query { repositoriesOrError { ... on RepositoryConnection { nodes {
+  sensors { name sensorState { id status } } } } } }
+"""
+STOP_SENSOR = """
+mutation Stop($id: String!) { stopSensor(id: $id) {
+  __typename ... on StopSensorMutationResult { instigationState { status } } } }
+"""
+LAUNCH_RUN = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
+"""
+RUN = """
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }
+"""
+RUN_EVENTS = """
+query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
+  events { __typename ... on MessageEvent { message }
+           ... on EngineEvent { error { message } } } } } }
+"""
+FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
 
 
 @dataclass
@@ -59,9 +81,54 @@ class Deployment:
         assert "errors" not in reply, reply["errors"]
         return reply["data"]
 
+    def launch(self, job: str, brand: str) -> str:
+        """Launch `job` for one brand through the UI's GraphQL; returns the run id."""
+        params = {
+            "selector": {"repositoryLocationName": "unde_dagster",
+                         "repositoryName": "__repository__", "jobName": job},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": brand}]},
+        }
+        launched = self.graphql(LAUNCH_RUN, params=params)["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        return launched["run"]["runId"]
+
+    def run_status(self, run_id: str) -> str:
+        return self.graphql(RUN, id=run_id)["runOrError"]["status"]
+
+    def wait_run(self, run_id: str, statuses: set[str], timeout_s: float) -> str:
+        deadline = time.monotonic() + timeout_s
+        while (status := self.run_status(run_id)) not in statuses:
+            assert time.monotonic() < deadline, (run_id, status, self.run_messages(run_id)[-3000:])
+            time.sleep(2)
+        return status
+
+    def run_messages(self, run_id: str) -> str:
+        events = self.graphql(RUN_EVENTS, id=run_id)["logsForRun"]["events"]
+        return "\n".join(
+            (e.get("message") or "") + " " + ((e.get("error") or {}).get("message") or "")
+            for e in events
+        )
+
     def containers(self, host: str) -> list[dict[str, Any]]:
         """Every run or step container the engine of `host` has, asked of its own API."""
         return eng.containers_ran(self.engines[host])
+
+    def run_worker(self, run_id: str) -> tuple[eng.Engine, dict[str, Any]]:
+        """The engine and container (Docker's inspect record) of a run's worker, found by
+        asking every engine for the run's label: not from the run's own tags."""
+        found = []
+        for engine in {e.name: e for e in self.engines.values()}.values():
+            client = eng.client(engine)
+            try:
+                for c in client.containers.list(
+                    all=True, filters={"label": f"dagster/run_id={run_id}"}
+                ):
+                    if STEP_KEY_LABEL not in c.labels:
+                        found.append((engine, c.attrs))
+            finally:
+                client.close()
+        assert len(found) == 1, (run_id, [(e.name, a["Id"]) for e, a in found])
+        return found[0]
 
     def staging(self) -> psycopg.Connection:
         return psycopg.connect(self.stack.env["STAGING_DB_URL"], autocommit=True)
@@ -92,13 +159,22 @@ def _control_run_env(cp: ControlPlane, urls: dict[str, str]) -> dict[str, str]:
     }
 
 
-def stop_all_schedules(deployment: Deployment) -> list[str]:
+def stop_automation(deployment: Deployment) -> list[str]:
+    """Stop every schedule and sensor, so only the tests launch runs (each test states the
+    runs it expects; the daemon's queue, run monitoring and run retries stay on)."""
     names = []
     for repo in deployment.graphql(SCHEDULES)["repositoriesOrError"]["nodes"]:
         for schedule in repo["schedules"]:
             result = deployment.graphql(STOP_SCHEDULE, id=schedule["scheduleState"]["id"])
             assert result["stopRunningSchedule"]["scheduleState"]["status"] == "STOPPED"
             names.append(schedule["name"])
+    for repo in deployment.graphql(SENSORS)["repositoriesOrError"]["nodes"]:
+        for sensor in repo["sensors"]:
+            if sensor["sensorState"]["status"] != "RUNNING":
+                continue
+            result = deployment.graphql(STOP_SENSOR, id=sensor["sensorState"]["id"])
+            assert result["stopSensor"]["instigationState"]["status"] == "STOPPED", result
+            names.append(sensor["name"])
     return names
 
 
@@ -126,7 +202,7 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
         timings.update(control.up(wait_daemon=True))
         timings["control plane up"] = time.monotonic() - started
         deployment = Deployment(control, {h: by_url[u] for h, u in urls.items()}, stack, timings)
-        stop_all_schedules(deployment)
+        stop_automation(deployment)
         yield deployment
     finally:
         ARTIFACTS.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
-from tests.deploy.conftest import Deployment
+from tests.deploy.conftest import FINISHED, Deployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
 from unde_deploy.executor import STEP_KEY_LABEL
@@ -104,52 +104,6 @@ def test_two_brand_backfill_runs_every_step_on_its_role_host(deployment: Deploym
         assert listed.get("KeyCount") == 3, (brand, listed.get("KeyCount"))
 
 
-LAUNCH_RUN = """
-mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
-  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } } }
-"""
-RUN = """
-query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags { key value } } } }
-"""
-RUN_EVENTS = """
-query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
-  events { __typename ... on MessageEvent { message }
-           ... on EngineEvent { error { message } } } } } }
-"""
-FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
-
-
-def launch(deployment: Deployment, job: str, brand: str) -> str:
-    params = {
-        "selector": {"repositoryLocationName": "unde_dagster",
-                     "repositoryName": "__repository__", "jobName": job},
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": brand}]},
-    }
-    launched = deployment.graphql(LAUNCH_RUN, params=params)["launchRun"]
-    assert launched["__typename"] == "LaunchRunSuccess", launched
-    return launched["run"]["runId"]
-
-
-def run_status(deployment: Deployment, run_id: str) -> str:
-    return deployment.graphql(RUN, id=run_id)["runOrError"]["status"]
-
-
-def wait_run(deployment: Deployment, run_id: str, statuses: set[str], timeout_s: float) -> str:
-    deadline = time.monotonic() + timeout_s
-    while (status := run_status(deployment, run_id)) not in statuses:
-        assert time.monotonic() < deadline, (run_id, status)
-        time.sleep(2)
-    return status
-
-
-def run_messages(deployment: Deployment, run_id: str) -> str:
-    events = deployment.graphql(RUN_EVENTS, id=run_id)["logsForRun"]["events"]
-    return "\n".join(
-        (e.get("message") or "") + " " + ((e.get("error") or {}).get("message") or "")
-        for e in events
-    )
-
-
 def test_an_unreachable_role_engine_fails_its_runs_naming_the_host(
     deployment: Deployment,
 ) -> None:
@@ -159,12 +113,12 @@ def test_an_unreachable_role_engine_fails_its_runs_naming_the_host(
     assert collage_engine.name != deployment.engines["apify"].name
     eng.cut(collage_engine)
     try:
-        cut_run = launch(deployment, "collages_job", "oysho")
-        other_run = launch(deployment, "catalog_job", "oysho")
-        assert wait_run(deployment, cut_run, FINISHED, 300) == "FAILURE"
-        assert wait_run(deployment, other_run, FINISHED, 300) == "SUCCESS"
+        cut_run = deployment.launch("collages_job", "oysho")
+        other_run = deployment.launch("catalog_job", "oysho")
+        assert deployment.wait_run(cut_run, FINISHED, 300) == "FAILURE"
+        assert deployment.wait_run(other_run, FINISHED, 300) == "SUCCESS"
     finally:
         eng.restore(collage_engine)
-    messages = run_messages(deployment, cut_run)
+    messages = deployment.run_messages(cut_run)
     assert "collage" in messages and "unreachable" in messages, messages[-2000:]
 

@@ -8,8 +8,9 @@ indexed query), so a quiet hour launches nothing instead of a run per brand.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
-from typing import Any
+import functools
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 import dagster as dg
 
@@ -23,6 +24,33 @@ from unde_deploy.roles import stage_job_tags, stage_run_tags
 TRANSIENT_RETRY = dg.RetryPolicy(
     max_retries=3, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
+
+Compute = TypeVar("Compute", bound=Callable[..., Any])
+
+
+def stops_when_terminated(compute: Compute) -> Compute:
+    """A terminate from the UI ends the step, where Dagster would retry it.
+
+    Dagster retries an interrupted step under its retry policy (a pre-empted pod comes
+    back), so with TRANSIENT_RETRY a terminated run started its step again and ended
+    SUCCESS. When the run is being canceled, the step fails without retry instead and the
+    run ends CANCELED; any other interrupt keeps Dagster's behaviour.
+    """
+
+    @functools.wraps(compute)
+    def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return compute(context, *args, **kwargs)
+        except dg.DagsterExecutionInterruptedError:
+            record = context.instance.get_run_by_id(context.run_id)
+            if record is not None and record.status == dg.DagsterRunStatus.CANCELING:
+                raise dg.Failure(
+                    "terminated on request: the step stops here and is not retried",
+                    allow_retries=False,
+                ) from None
+            raise
+
+    return run  # type: ignore[return-value]
 
 
 def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str):

@@ -125,6 +125,11 @@ class FaultInjector:
             self._rules.append(parsed)
         return parsed
 
+    def remove(self, rule_id: int) -> None:
+        """Drop one rule (a no-op when it has expired already)."""
+        with self._lock:
+            self._rules = [r for r in self._rules if r.id != rule_id]
+
     def rules(self) -> list[dict[str, Any]]:
         with self._lock:
             return [r.to_json() for r in self._rules]

@@ -6,6 +6,7 @@ from pydantic import Field
 from unde_dagster.availability.client import HttpPolicy
 from unde_dagster.availability.poll import PollSettings, poll_brand
 from unde_dagster.brands import brand as brand_of
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.resources.availability import AvailabilityApi
 from unde_dagster.resources.databases import StagingDatabase
@@ -26,6 +27,7 @@ class StoreAvailabilityConfig(dg.Config):
         "poll of the day wins); the brand's stores come from its store locator (`raw_stores`)."
     ),
 )
+@stops_when_terminated
 def store_availability(
     context: dg.AssetExecutionContext,
     config: StoreAvailabilityConfig,

@@ -7,6 +7,7 @@ import dagster as dg
 from unde_dagster.collages.pool import CollagePool
 from unde_dagster.collages.stage import CollageOutcome, collage_batch
 from unde_dagster.db.claims import COLLAGE_QUEUE, status_counts
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.image_stages import (
     ImageStageConfig,
     accumulate,
@@ -34,6 +35,7 @@ COLLAGE_LOGS = ("collage_worker",)
         "`collages/{brand}/{external_id}.jpg`; the SKU moves to collage_ready."
     ),
 )
+@stops_when_terminated
 def product_collages(
     context: dg.AssetExecutionContext,
     config: ImageStageConfig,

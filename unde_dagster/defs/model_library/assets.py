@@ -3,6 +3,7 @@
 import dagster as dg
 
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.model_library.generate import (
     SCRAPER_NAME,
     GenerationFailed,
@@ -35,6 +36,7 @@ class ModelLibraryConfig(dg.Config):
         "thumbnail; one `model_library` row per (template_id, version)."
     ),
 )
+@stops_when_terminated
 def model_library(
     context: dg.AssetExecutionContext,
     config: ModelLibraryConfig,

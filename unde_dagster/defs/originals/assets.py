@@ -5,6 +5,7 @@ from functools import partial
 import dagster as dg
 
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, status_counts
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.image_stages import (
     ImageStageConfig,
     accumulate,
@@ -33,6 +34,7 @@ DOWNLOADER_LOGS = ("photo_downloader", "photo_downloader_retry")
         "error with a reason (retried after 1 h, at most 3 attempts)."
     ),
 )
+@stops_when_terminated
 def product_originals(
     context: dg.AssetExecutionContext,
     config: ImageStageConfig,

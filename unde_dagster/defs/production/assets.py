@@ -4,6 +4,7 @@ import dagster as dg
 from pydantic import Field
 
 from unde_dagster.brands import brand as brand_of
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.production.sync import ProductionUnavailable, sync_brand
 from unde_dagster.resources.databases import ProductionDatabase, StagingDatabase
@@ -22,6 +23,7 @@ class ProductionCatalogConfig(dg.Config):
         "gone from the latest catalog run stay, with `is_available=false`."
     ),
 )
+@stops_when_terminated
 def production_catalog(
     context: dg.AssetExecutionContext,
     config: ProductionCatalogConfig,

@@ -6,6 +6,7 @@ import dagster as dg
 from pydantic import Field
 
 from unde_dagster.brands import brand as brand_of
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.ximilar import XimilarResource
@@ -32,6 +33,7 @@ class XimilarIndexConfig(dg.Config):
         "request, rate-limited; SKUs gone from the catalog or no longer pilot are removed."
     ),
 )
+@stops_when_terminated
 def ximilar_index(
     context: dg.AssetExecutionContext,
     config: XimilarIndexConfig,
