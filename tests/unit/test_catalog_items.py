@@ -1,14 +1,17 @@
-"""Apify item → colour SKUs: shape, prices, photos, and per-item rejection of bad input."""
+"""Apify item → colour SKUs: shape, prices, photos, per-item rejection, hostile text."""
 
 from __future__ import annotations
 
 import copy
+import json
 from decimal import Decimal
 from typing import Any
 
 import pytest
 
+from unde_dagster.catalog.clean import MAX_DEPTH, REPLACEMENT
 from unde_dagster.catalog.items import DatasetParser, parse_item, parse_price
+from unde_dagster.catalog.rejections import fingerprint
 
 SOURCE = "apify_zara"
 
@@ -153,3 +156,126 @@ def test_input_item_is_not_mutated() -> None:
     before = copy.deepcopy(item)
     parse_item(item, "zara", SOURCE)
     assert item == before
+
+
+def storable(value: Any) -> bool:
+    """What PostgreSQL's text and jsonb accept: UTF-8 encodable, no NUL, no NaN/inf."""
+    text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    text.encode("utf-8")  # raises on a lone surrogate
+    return "\x00" not in text and "\\u0000" not in text
+
+
+def hostile_item() -> dict[str, Any]:
+    item = make_item(
+        name="ZW\x00 BLAZER",
+        description="Notched\x00 lapel \ud800 collar",
+        category="woman\x00-outerwear",
+        detailedComposition={"parts": [{"description": "OUTER\x00 SHELL \udc01"}]},
+        extra={"de\x00ep": [{"k": "v\x00"}], "n": float("nan")},
+    )
+    black = item["colorsSizesImagesJSON"][0]
+    black["name"] = "Bl\x00ack"
+    black["sizes"][0]["name"] = "X\x00S"
+    return item
+
+
+def test_hostile_text_is_cleaned_and_the_item_is_kept() -> None:
+    parsed = parse_item(hostile_item(), "zara", SOURCE)
+    assert parsed.rejections == []
+    assert [r.external_id for r in parsed.rows] == ["512913640-800", "512913640-712"]
+    black = parsed.rows[0]
+    assert black.name == "ZW BLAZER"
+    assert black.description == f"Notched lapel {REPLACEMENT} collar"
+    assert black.category == "woman-outerwear"
+    assert black.colour == "Black"
+    assert black.sizes[0]["name"] == "XS"
+    assert black.composition is not None and "\x00" not in black.composition
+    assert black.raw_data["extra"] == {"deep": [{"k": "v"}], "n": None}
+    for row in parsed.rows:
+        assert storable([row.name, row.description, row.category, row.colour, row.sizes,
+                         row.composition, row.original_image_urls, row.raw_data])
+    [cleaned] = parsed.cleaned
+    assert cleaned.item_id == "512913640"
+    assert cleaned.cleaning.nul_bytes >= 7 and cleaned.cleaning.surrogates == 2
+
+
+def test_cleaned_item_hashes_like_the_clean_one() -> None:
+    clean = make_item(name="ZW BLAZER")
+    dirty = make_item(name="ZW\x00 BLAZER")
+    a = parse_item(clean, "zara", SOURCE).rows[0]
+    b = parse_item(dirty, "zara", SOURCE).rows[0]
+    assert a.content_hash == b.content_hash
+
+
+@pytest.mark.parametrize("bad_id", ["5129\x0013640", "\ud800", "512913640\x00"])
+def test_nul_or_surrogate_in_an_id_rejects_instead_of_changing_the_id(bad_id: str) -> None:
+    parsed = parse_item(make_item(id=bad_id), "zara", SOURCE)
+    assert parsed.rows == []
+    [rejection] = parsed.rejections
+    assert rejection.reason == "bad_id"
+    assert storable(rejection.detail)
+
+
+def test_nul_in_a_colour_id_rejects_that_colour_only() -> None:
+    item = make_item()
+    item["colorsSizesImagesJSON"][1]["id"] = "71\x002"
+    parsed = parse_item(item, "zara", SOURCE)
+    assert [r.external_id for r in parsed.rows] == ["512913640-800"]
+    assert [r.reason for r in parsed.rejections] == ["bad_colour_id"]
+    assert storable(parsed.rejections[0].detail)
+
+
+def test_dropped_photo_urls_are_reported_with_item_and_colour() -> None:
+    item = make_item()
+    ecru = item["colorsSizesImagesJSON"][1]
+    ecru["xmedia"] = [
+        "https://static.zara.net/photos/a.jpg?w={width}",
+        "https://static.zara.net/photos/b\x00.jpg",
+        "https://static.zara.net/photos/c\ud800.jpg",
+        "javascript:alert(1)",
+        42,
+    ]
+    parsed = parse_item(item, "zara", SOURCE)
+    assert parsed.rows[1].original_image_urls == ["https://static.zara.net/photos/a.jpg?w=1920"]
+    dropped = parsed.dropped_photos
+    assert [(d.reason, d.item_id, d.colour_id) for d in dropped] == [
+        ("bad_photo_url", "512913640", "712")
+    ] * 4
+    urls = [d.photo_url for d in dropped]
+    assert urls[:3] == [
+        "https://static.zara.net/photos/b.jpg",
+        f"https://static.zara.net/photos/c{REPLACEMENT}.jpg",
+        "javascript:alert(1)",
+    ]
+    assert urls[3] == "42" and "not a string" in dropped[3].detail
+    assert storable([d.photo_url for d in dropped])
+
+
+def test_a_colour_with_only_bad_urls_is_rejected_and_its_urls_reported() -> None:
+    item = make_item()
+    item["colorsSizesImagesJSON"][1]["xmedia"] = ["ftp://x/y"]
+    parsed = parse_item(item, "zara", SOURCE)
+    assert [(r.reason, r.colour_id) for r in parsed.rejections] == [("no_photos", "712")]
+    assert [d.photo_url for d in parsed.dropped_photos] == ["ftp://x/y"]
+
+
+def test_a_too_deep_item_is_rejected_alone() -> None:
+    deep: Any = "leaf"
+    for _ in range(MAX_DEPTH + 5):
+        deep = {"d": deep}
+    parser = DatasetParser("zara", SOURCE)
+    parsed = parser.parse([make_item(extra=deep), make_item(id=7)])
+    assert [r.reason for r in parsed.rejections] == ["too_deep"]
+    assert parsed.rejections[0].item_id == "512913640"
+    assert {r.item_id for r in parsed.rows} == {"7"}
+
+
+def test_rejection_fingerprint_is_stable_and_tells_rejections_apart() -> None:
+    item = make_item()
+    item["colorsSizesImagesJSON"][1]["xmedia"] = ["bad one", "bad two"]
+    parsed = parse_item(item, "zara", SOURCE)
+    again = parse_item(copy.deepcopy(item), "zara", SOURCE)
+    prints = [fingerprint(SOURCE, r) for r in [*parsed.rejections, *parsed.dropped_photos]]
+    repeat = [fingerprint(SOURCE, r) for r in [*again.rejections, *again.dropped_photos]]
+    assert prints == repeat
+    assert len(set(prints)) == 3

@@ -16,13 +16,15 @@ import psycopg
 from apify_client import ApifyClient
 
 from unde_dagster.brands import Brand
-from unde_dagster.catalog.items import DatasetParser, Rejection
+from unde_dagster.catalog.items import DatasetParser, ParsedBatch, Rejection
+from unde_dagster.catalog.rejections import CatalogRun, record_rejections
 from unde_dagster.catalog.store import UpsertCounts, count_missing_from_run, upsert_skus
 
 log = logging.getLogger(__name__)
 
 CHUNK_ITEMS = 500
 MAX_LOGGED_REJECTIONS = 20
+MAX_SAMPLES = 10
 
 
 class CatalogRunFailed(RuntimeError):
@@ -37,6 +39,10 @@ class CatalogResult:
     counts: UpsertCounts = field(default_factory=UpsertCounts)
     rejected: dict[str, int] = field(default_factory=dict)
     rejection_samples: list[Rejection] = field(default_factory=list)
+    dropped_photos: int = 0
+    dropped_photo_samples: list[Rejection] = field(default_factory=list)
+    items_cleaned: int = 0
+    cleaned_samples: list[str] = field(default_factory=list)
     missing_from_catalog: int = 0
 
     @property
@@ -46,6 +52,26 @@ class CatalogResult:
     @property
     def rejected_total(self) -> int:
         return sum(self.rejected.values())
+
+    def note_rejections(self, brand: str, rejections: list[Rejection]) -> None:
+        for rejection in rejections:
+            self.rejected[rejection.reason] = self.rejected.get(rejection.reason, 0) + 1
+            if len(self.rejection_samples) < MAX_LOGGED_REJECTIONS:
+                self.rejection_samples.append(rejection)
+                log.warning(
+                    "%s item %s colour %s rejected: %s (%s)", brand, rejection.item_id,
+                    rejection.colour_id, rejection.reason, rejection.detail,
+                )
+
+    def note_cleaning(self, brand: str, parsed: ParsedBatch) -> None:
+        self.dropped_photos += len(parsed.dropped_photos)
+        room = MAX_SAMPLES - len(self.dropped_photo_samples)
+        self.dropped_photo_samples.extend(parsed.dropped_photos[: max(room, 0)])
+        self.items_cleaned += len(parsed.cleaned)
+        for cleaned in parsed.cleaned:
+            if len(self.cleaned_samples) < MAX_SAMPLES:
+                self.cleaned_samples.append(str(cleaned.item_id))
+                log.warning("%s item %s cleaned: %s", brand, cleaned.item_id, cleaned.cleaning)
 
 
 def run_task(client: ApifyClient, task_id: str, wait: timedelta) -> tuple[str, str]:
@@ -72,6 +98,9 @@ def collect_brand(
 ) -> CatalogResult:
     """Run the Task and upsert its SKUs chunk by chunk (one transaction per chunk).
 
+    What a chunk did not write (rejected items and colours, refused SKUs, dropped photo
+    URLs) goes to `catalog_rejections` right after the chunk, under `run_id`.
+
     `conn` must be in autocommit mode so each chunk commits on its own: a run killed midway
     keeps what it wrote, and the re-run rewrites the same rows (upserts, no duplicates).
     Works through PgBouncer in transaction mode (no session state is used).
@@ -81,18 +110,15 @@ def collect_brand(
     apify_run_id, dataset_id = run_task(client, brand.apify_task_id, wait)
     result = CatalogResult(apify_run_id=apify_run_id, dataset_id=dataset_id)
     parser = DatasetParser(brand.key, brand.source)
+    run = CatalogRun(run_id, brand.source, brand.key, apify_run_id, dataset_id)
     for chunk in dataset_chunks(client, dataset_id):
         result.items += len(chunk)
         parsed = parser.parse(chunk)
-        for rejection in parsed.rejections:
-            result.rejected[rejection.reason] = result.rejected.get(rejection.reason, 0) + 1
-            if len(result.rejection_samples) < MAX_LOGGED_REJECTIONS:
-                result.rejection_samples.append(rejection)
-                log.warning(
-                    "%s item %s rejected: %s (%s)",
-                    brand.key, rejection.item_id, rejection.reason, rejection.detail,
-                )
         counts = upsert_skus(conn, parsed.rows, run_id=run_id, index_scope=brand.index_scope)
         result.counts.add(counts)
+        rejected = [*parsed.rejections, *counts.write_failures]
+        result.note_rejections(brand.key, rejected)
+        result.note_cleaning(brand.key, parsed)
+        record_rejections(conn, run, [*rejected, *parsed.dropped_photos])
     result.missing_from_catalog = count_missing_from_run(conn, brand.source, run_id)
     return result

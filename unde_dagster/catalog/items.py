@@ -4,6 +4,8 @@ The seed flattened every colour of an item into one row and kept only the first 
 photo URLs, so other colours were lost. Here each colour of an item becomes its own SKU:
 `external_id = "{item id}-{colour id}"`, with that colour's name, sizes and photos.
 Bad input is rejected per item or per colour with a reason code; nothing here raises.
+Text is cleaned first (`clean.py`); ids and photo URLs are checked as Apify sent them, so a
+NUL inside an id rejects the item instead of quietly turning it into another item's id.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+from unde_dagster.catalog.clean import Cleaning, ItemTooDeep, clean_text, clean_value
 
 PHOTO_WIDTH = "1920"
 MAX_PHOTOS_PER_SKU = 5
@@ -47,17 +51,34 @@ class SkuRow:
 
 @dataclass(frozen=True)
 class Rejection:
-    """An item (or one colour of it) that was not written, and why."""
+    """An item, one colour of it, or one photo URL that was not written, and why."""
 
     reason: str
     item_id: str | None
     detail: str
+    colour_id: str | None = None
+    photo_url: str | None = None
+
+
+@dataclass(frozen=True)
+class CleanedItem:
+    """An item whose text had to be cleaned before it could be stored."""
+
+    item_id: str | None
+    cleaning: Cleaning
 
 
 @dataclass
 class ParsedBatch:
     rows: list[SkuRow] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
+    dropped_photos: list[Rejection] = field(default_factory=list)
+    cleaned: list[CleanedItem] = field(default_factory=list)
+
+    def extend(self, other: ParsedBatch) -> None:
+        self.rejections.extend(other.rejections)
+        self.dropped_photos.extend(other.dropped_photos)
+        self.cleaned.extend(other.cleaned)
 
     def reasons(self) -> dict[str, int]:
         counts: dict[str, int] = {}
@@ -83,18 +104,32 @@ def parse_price(value: Any) -> Decimal | None:
     return (fils / 100).quantize(Decimal("0.01"))
 
 
-def photo_urls(xmedia: Any) -> list[str]:
-    """The colour's photo URLs with `{width}` set to 1920, deduplicated, first five kept."""
+def split_photo_urls(xmedia: Any) -> tuple[list[str], list[tuple[Any, str]]]:
+    """(kept URLs, dropped (value, why)): `{width}` set to 1920, deduplicated, first five.
+
+    Dropped are the values that are not a usable URL (not a string, not http(s), control
+    characters or lone surrogates inside); repeats and photos past the fifth are policy,
+    not bad input, and are not reported.
+    """
     if not isinstance(xmedia, list):
-        return []
+        return [], []
     urls: list[str] = []
+    dropped: list[tuple[Any, str]] = []
     for raw in xmedia:
         if not isinstance(raw, str):
+            dropped.append((raw, f"photo URL is {type(raw).__name__}, not a string"))
             continue
         url = raw.strip().replace("{width}", PHOTO_WIDTH)
-        if _URL.fullmatch(url) and url not in urls:
+        if not url.isprintable() or not _URL.fullmatch(url):
+            dropped.append((raw, "not an http(s) URL"))
+        elif url not in urls:
             urls.append(url)
-    return urls[:MAX_PHOTOS_PER_SKU]
+    return urls[:MAX_PHOTOS_PER_SKU], dropped
+
+
+def photo_urls(xmedia: Any) -> list[str]:
+    """The colour's photo URLs with `{width}` set to 1920, deduplicated, first five kept."""
+    return split_photo_urls(xmedia)[0]
 
 
 def _text(value: Any, limit: int | None = None) -> str | None:
@@ -139,6 +174,11 @@ def content_hash(row: SkuRow) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _show(value: Any, limit: int = 120) -> str:
+    """A bounded, storable repr of a hostile value for a rejection's detail."""
+    return clean_text(repr(value))[:limit]
+
+
 def parse_item(item: Any, brand: str, source: str) -> ParsedBatch:
     """All colour SKUs of one item, or the reasons they were rejected."""
     out = ParsedBatch()
@@ -147,39 +187,54 @@ def parse_item(item: Any, brand: str, source: str) -> ParsedBatch:
         return out
     item_id = _id_part(item.get("id"))
     if item_id is None:
-        out.rejections.append(Rejection("bad_id", None, f"item id {item.get('id')!r} unusable"))
+        detail = f"item id {_show(item.get('id'))} unusable"
+        out.rejections.append(Rejection("bad_id", None, detail))
         return out
-    name = _text(item.get("name"))
+    cleaning = Cleaning()
+    try:
+        clean = clean_value(item, cleaning)
+    except ItemTooDeep as exc:
+        out.rejections.append(Rejection("too_deep", item_id, str(exc)))
+        return out
+    if cleaning.changed:
+        out.cleaned.append(CleanedItem(item_id, cleaning))
+    name = _text(clean.get("name"))
     if name is None:
         out.rejections.append(Rejection("missing_name", item_id, "item has no name"))
         return out
     try:
         price = parse_price(item.get("price"))
     except ValueError as exc:
-        out.rejections.append(Rejection("bad_price", item_id, str(exc)))
+        out.rejections.append(Rejection("bad_price", item_id, _show(str(exc), 200)))
         return out
-    colours = item.get("colorsSizesImagesJSON")
+    colours = clean.get("colorsSizesImagesJSON")
     if not isinstance(colours, list) or not colours:
         out.rejections.append(Rejection("no_colours", item_id, "item has no colours"))
         return out
 
-    composition = item.get("detailedComposition")
+    composition = clean.get("detailedComposition")
     composition_text = json.dumps(composition, ensure_ascii=False) if composition else None
-    for colour in colours:
+    raw_colours = item["colorsSizesImagesJSON"]  # same list, uncleaned: ids and URLs as sent
+    for colour, sent in zip(colours, raw_colours, strict=True):
         if not isinstance(colour, Mapping):
             out.rejections.append(Rejection("bad_colour", item_id, "colour is not an object"))
             continue
-        colour_id = _id_part(colour.get("id"))
+        colour_id = _id_part(sent.get("id"))
         if colour_id is None:
-            detail = f"colour id {colour.get('id')!r} unusable"
+            detail = f"colour id {_show(sent.get('id'))} unusable"
             out.rejections.append(Rejection("bad_colour_id", item_id, detail))
             continue
-        urls = photo_urls(colour.get("xmedia"))
+        urls, dropped = split_photo_urls(sent.get("xmedia"))
+        for value, why in dropped:
+            url = clean_text(value)[:2000] if isinstance(value, str) else _show(value, 2000)
+            out.dropped_photos.append(
+                Rejection("bad_photo_url", item_id, why, colour_id=colour_id, photo_url=url)
+            )
         if not urls:
             detail = f"colour {colour_id} has no usable photo URL"
-            out.rejections.append(Rejection("no_photos", item_id, detail))
+            out.rejections.append(Rejection("no_photos", item_id, detail, colour_id=colour_id))
             continue
-        raw = {k: v for k, v in item.items() if k != "colorsSizesImagesJSON"}
+        raw = {k: v for k, v in clean.items() if k != "colorsSizesImagesJSON"}
         raw["colorsSizesImagesJSON"] = [dict(colour)]
         row = SkuRow(
             source=source,
@@ -188,10 +243,10 @@ def parse_item(item: Any, brand: str, source: str) -> ParsedBatch:
             colour_id=colour_id,
             brand=brand,
             name=name,
-            description=_text(item.get("description")),
+            description=_text(clean.get("description")),
             price=price,
             currency="AED",
-            category=_text(item.get("category")),
+            category=_text(clean.get("category")),
             colour=_text(colour.get("name"), 100),
             sizes=_sizes(colour),
             composition=composition_text,
@@ -214,11 +269,13 @@ class DatasetParser:
         out = ParsedBatch()
         for item in items:
             parsed = parse_item(item, self.brand, self.source)
-            out.rejections.extend(parsed.rejections)
+            out.extend(parsed)
             for row in parsed.rows:
                 if row.external_id in self._seen:
                     detail = f"SKU {row.external_id} appears more than once in the dataset"
-                    out.rejections.append(Rejection("duplicate_sku", row.item_id, detail))
+                    out.rejections.append(
+                        Rejection("duplicate_sku", row.item_id, detail, colour_id=row.colour_id)
+                    )
                     continue
                 self._seen.add(row.external_id)
                 out.rows.append(row)

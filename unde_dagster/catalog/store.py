@@ -3,17 +3,31 @@
 Unchanged photos never send a SKU back to `pending`; changed photos always do (and reset
 the retry counter and the Ximilar state of the old photos). Every row seen by a catalog run
 is stamped with that run's id, which is how later stages tell SKUs that left the catalog.
+A chunk is written in one transaction; if PostgreSQL refuses a row, the chunk is written
+again row by row behind savepoints, so only the refused SKUs are lost (and reported).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
-from unde_dagster.catalog.items import SkuRow
+from unde_dagster.catalog.clean import clean_text
+from unde_dagster.catalog.items import Rejection, SkuRow
+
+# What one row's values can provoke (too long, out of range, bad encoding, a constraint);
+# anything else (connection lost, schema wrong) fails the chunk as before.
+ROW_ERRORS: tuple[type[Exception], ...] = (
+    psycopg.DataError,
+    psycopg.IntegrityError,
+    psycopg.errors.ProgramLimitExceeded,
+    UnicodeError,
+)
+MAX_ERROR_TEXT = 500
 
 
 @dataclass
@@ -22,12 +36,14 @@ class UpsertCounts:
     updated: int = 0
     unchanged: int = 0
     requeued: int = 0
+    write_failures: list[Rejection] = field(default_factory=list)
 
     def add(self, other: UpsertCounts) -> None:
         self.new += other.new
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.requeued += other.requeued
+        self.write_failures.extend(other.write_failures)
 
 
 _EXISTING = """
@@ -79,7 +95,10 @@ ON CONFLICT (source, external_id) DO UPDATE SET
 def upsert_skus(
     conn: psycopg.Connection, rows: Sequence[SkuRow], *, run_id: str, index_scope: str
 ) -> UpsertCounts:
-    """Upsert one chunk of SKUs in one transaction and classify each as new/updated/unchanged."""
+    """Upsert one chunk of SKUs in one transaction and classify each as new/updated/unchanged.
+
+    A row PostgreSQL refuses (ROW_ERRORS) is left out and listed in `write_failures`.
+    """
     counts = UpsertCounts()
     if not rows:
         return counts
@@ -87,20 +106,48 @@ def upsert_skus(
     with conn.transaction(), conn.cursor() as cur:
         cur.execute(_EXISTING, (source, [r.external_id for r in rows]))
         existing = {ext: (digest, photos) for ext, digest, photos in cur.fetchall()}
-        params = []
-        for row in rows:
-            before = existing.get(row.external_id)
-            photos_changed = before is not None and before[1] != row.original_image_urls
-            if before is None:
-                counts.new += 1
-            elif before[0] != row.content_hash:
-                counts.updated += 1
-            else:
-                counts.unchanged += 1
-            counts.requeued += photos_changed
-            params.append(_params(row, run_id, index_scope, photos_changed))
-        cur.executemany(_UPSERT, params)
+        changed = [_photos_changed(existing, row) for row in rows]
+        params = [_params(r, run_id, index_scope, c) for r, c in zip(rows, changed, strict=True)]
+        try:
+            with conn.transaction():  # savepoint: a refused row undoes only this attempt
+                cur.executemany(_UPSERT, params)
+            written = list(rows)
+        except ROW_ERRORS:
+            written = []
+            for row, row_params in zip(rows, params, strict=True):
+                try:
+                    with conn.transaction():
+                        cur.execute(_UPSERT, row_params)
+                    written.append(row)
+                except ROW_ERRORS as exc:
+                    counts.write_failures.append(_write_failure(row, exc))
+    done = {row.external_id for row in written}
+    for row, photos_changed in zip(rows, changed, strict=True):
+        if row.external_id not in done:
+            continue
+        before = existing.get(row.external_id)
+        if before is None:
+            counts.new += 1
+        elif before[0] != row.content_hash:
+            counts.updated += 1
+        else:
+            counts.unchanged += 1
+        counts.requeued += photos_changed
     return counts
+
+
+def _photos_changed(existing: dict[str, tuple[Any, Any]], row: SkuRow) -> bool:
+    before = existing.get(row.external_id)
+    return before is not None and before[1] != row.original_image_urls
+
+
+def _write_failure(row: SkuRow, exc: Exception) -> Rejection:
+    """The refused SKU with the first line of PostgreSQL's (or the driver's) reason."""
+    kind = type(exc).__name__
+    message = clean_text(str(exc).splitlines()[0] if str(exc) else kind)[:MAX_ERROR_TEXT]
+    return Rejection(
+        "write_failed", row.item_id, f"{kind}: {message}", colour_id=row.colour_id
+    )
 
 
 def _params(row: SkuRow, run_id: str, index_scope: str, photos_changed: bool) -> dict:
