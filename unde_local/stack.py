@@ -13,9 +13,11 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from unde_dagster.brands import load_brands
 from unde_dagster.db.migrate import migrate
+from unde_dagster.originals.url_safety import ALLOWLIST_ENV
 from unde_local.emulators import Emulators
 from unde_local.object_store import LocalObjectStore
 from unde_local.postgres import LocalPostgres, free_port
@@ -114,6 +116,9 @@ class LocalStack:
             "APIFY_API_URL": urls.apify_api_url,
             "APIFY_TOKEN": apify_token,
             "PROXY_URL": urls.proxy_url,
+            # The emulated CDN host resolves nowhere, so the photo downloader's public-address
+            # check (SPEC §6) would refuse it: the local profile names it, and nothing else.
+            ALLOWLIST_ENV: urlsplit(urls.cdn_base_url).hostname or "",
             "XIMILAR_API_URL": urls.ximilar_api_url or "",
             "XIMILAR_TOKEN": self._secret("ximilar_token"),
             "XIMILAR_COLLECTION_ID": "unde-local-collection",

@@ -35,7 +35,8 @@ from unde_dagster.originals import (
     download_skus,
 )
 
-CDN = "http://cdn.photos.test"
+CDN_HOST = "cdn.photos.test"  # does not resolve: allowlisted, as the local profile does
+CDN = f"http://{CDN_HOST}"
 JPEG = io.BytesIO()
 Image.effect_noise((300, 400), 50).convert("RGB").save(JPEG, "JPEG")
 JPEG_BYTES = JPEG.getvalue()
@@ -84,7 +85,7 @@ async def fetcher_at(
 
 
 def settings(proxy: str, **kw: object) -> FetchSettings:
-    base = FetchSettings(proxy_url=proxy, photo_timeout_s=5.0)
+    base = FetchSettings(proxy_url=proxy, photo_timeout_s=5.0, host_allowlist=(CDN_HOST,))
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
@@ -330,7 +331,9 @@ def test_ca_bundle_context_keeps_verification_on(tmp_path: Path) -> None:
         results = []
         try:
             for bundle in (str(cert), None):  # trusted via bundle; untrusted without
-                s = FetchSettings(proxy_ca_bundle=bundle, transient_backoff_s=())
+                s = FetchSettings(
+                    proxy_ca_bundle=bundle, transient_backoff_s=(), host_allowlist=("localhost",)
+                )
                 async with PhotoFetcher(s, sleep=Recorder()) as f:
                     try:
                         results.append(await f.fetch(url))

@@ -17,9 +17,14 @@ CDN sees us slow down rather than other slots taking its place):
   ``transient_backoff_s`` (2 s, 6 s), i.e. at most 3 attempts, then ``http_5xx`` /
   ``reset`` / ``connect_error`` / ``timeout``. Small on purpose: each timeout costs
   30 s and the SKU has 120 s in total.
-* 407 (proxy credentials) -> ``proxy_auth``; other 4xx -> ``http_<status>``; TLS
-  certificate failure -> ``tls_error``; 3xx -> ``redirect`` (redirects are not
-  followed, see ``_attempt``); no retry.
+* proxy unreachable or answering CONNECT (https) with 5xx/429, host not resolving:
+  transient like a 5xx, then ``proxy_connect`` / ``dns_error``.
+* 407 (proxy credentials, also on CONNECT) -> ``proxy_auth``; other 4xx ->
+  ``http_<status>`` (``proxy_connect`` on CONNECT); TLS certificate failure ->
+  ``tls_error``; 3xx -> ``redirect`` (not followed, see ``_attempt``, so no hop can
+  lead to an internal host); no retry.
+* host is, or resolves to, a non-public address -> ``unsafe_url`` before any request,
+  with or without the proxy (``url_safety.py``); no retry.
 * body larger than ``max_body_bytes`` -> ``too_large``; no retry.
 
 ``photo_timeout_s`` (30 s) bounds each attempt (connect + headers + body); the
@@ -39,14 +44,16 @@ import os
 import random
 import ssl
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from types import TracebackType
 
 import aiohttp
+import aiohttp.abc
 from yarl import URL
 
+from unde_dagster.originals import url_safety as safety
 from unde_dagster.originals.user_agents import USER_AGENTS, random_user_agent
 from unde_dagster.originals.validate import PhotoError
 
@@ -71,13 +78,17 @@ class FetchSettings:
     transient_backoff_s: tuple[float, ...] = (2.0, 6.0)
     max_body_bytes: int = 30 * 1024 * 1024
     user_agents: tuple[str, ...] = USER_AGENTS
+    host_allowlist: tuple[str, ...] = ()
+    """Host names exempt from the public-address check (only the local CDN emulator)."""
 
     @classmethod
     def from_env(cls, **overrides: object) -> FetchSettings:
-        """``PROXY_URL`` and ``PROXY_CA_BUNDLE`` from the environment (both optional)."""
+        """``PROXY_URL``, ``PROXY_CA_BUNDLE``, ``UNDE_PHOTO_HOST_ALLOWLIST`` (all optional)."""
+        allow = safety.parse_allowlist(os.environ.get(safety.ALLOWLIST_ENV))
         base: dict[str, object] = {
             "proxy_url": os.environ.get("PROXY_URL") or None,
             "proxy_ca_bundle": os.environ.get("PROXY_CA_BUNDLE") or None,
+            "host_allowlist": tuple(sorted(allow)),
         }
         base.update(overrides)
         return cls(**base)  # type: ignore[arg-type]
@@ -179,7 +190,8 @@ class PhotoFetcher:
     """Fetch one photo URL at a time per slot, under the politeness rules above.
 
     Use as ``async with PhotoFetcher(settings) as f: await f.fetch(url)``. ``rng``,
-    ``sleep`` and ``clock`` are injectable so tests need no real delays.
+    ``sleep`` and ``clock`` are injectable so tests need no real delays; ``resolver``
+    is the DNS underneath the safety check (default: the event loop's getaddrinfo).
     """
 
     def __init__(
@@ -189,6 +201,7 @@ class PhotoFetcher:
         rng: random.Random | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
+        resolver: aiohttp.abc.AbstractResolver | None = None,
     ) -> None:
         self.settings = settings or FetchSettings()
         self._rng = rng or random.Random()
@@ -196,12 +209,19 @@ class PhotoFetcher:
         self.clock = clock
         self._proxy, self._proxy_headers = split_proxy(self.settings.proxy_url)
         self._ssl = build_ssl_context(self.settings.proxy_ca_bundle)
+        self._allow = safety.parse_allowlist(self.settings.host_allowlist)
+        self._inner_resolver = resolver
+        self._resolver: aiohttp.abc.AbstractResolver | None = None
         self._session: aiohttp.ClientSession | None = None
         self._pool: SlotPool | None = None
 
     async def __aenter__(self) -> PhotoFetcher:
         s = self.settings
-        connector = aiohttp.TCPConnector(limit=s.max_in_flight, ssl=self._ssl)
+        # ThreadedResolver (loop.getaddrinfo) needs the running loop; it holds nothing to close.
+        self._resolver = self._inner_resolver or aiohttp.ThreadedResolver()
+        trusted = [URL(self._proxy).host or ""] if self._proxy else []  # configured, not input
+        safe = safety.SafeResolver(self._resolver, self._allow, trusted)
+        connector = aiohttp.TCPConnector(limit=s.max_in_flight, ssl=self._ssl, resolver=safe)
         self._session = aiohttp.ClientSession(connector=connector, trust_env=False)
         self._pool = SlotPool(s.max_in_flight, s.delay_min_s, s.delay_max_s, self._rng, self._sleep)
         return self
@@ -224,19 +244,23 @@ class PhotoFetcher:
         SKU clock there, so SKUs queued behind busy slots are not timed out)."""
         if self._pool is None or self._session is None:
             raise RuntimeError("PhotoFetcher must be used as an async context manager")
+        try:
+            target = safety.check_url(url, self._allow)  # literal host: refused without a slot
+        except safety.UnsafeUrl as exc:
+            raise PhotoError("unsafe_url", exc.message) from None
         async with self._pool.slot() as slot_id:
             if on_start is not None:
                 on_start()
-            return await self._fetch_with_retries(url, slot_id)
+            return await self._fetch_with_retries(url, target, slot_id)
 
-    async def _fetch_with_retries(self, url: str, slot_id: int) -> Fetched:
+    async def _fetch_with_retries(self, url: str, target: safety.Target, slot_id: int) -> Fetched:
         s = self.settings
         rate_limited = transient = 0
         attempt = 0
         while True:
             attempt += 1
             try:
-                return await self._attempt(url, slot_id, attempt)
+                return await self._attempt(url, target, slot_id, attempt)
             except _Retry as r:
                 if r.kind == "rate_limit":
                     if rate_limited >= len(s.rate_limit_backoff_s):
@@ -256,8 +280,10 @@ class PhotoFetcher:
                 log.info("photo %s: %s, retry in %gs", url, r.reason, wait)
                 await self._sleep(wait)
 
-    async def _attempt(self, url: str, slot_id: int, attempt: int) -> Fetched:
-        assert self._session is not None
+    async def _attempt(
+        self, url: str, target: safety.Target, slot_id: int, attempt: int
+    ) -> Fetched:
+        assert self._session is not None and self._resolver is not None
         s = self.settings
         headers = {
             "User-Agent": random_user_agent(self._rng, s.user_agents),
@@ -267,6 +293,9 @@ class PhotoFetcher:
         if not tunnel:
             headers.update(self._proxy_headers)
         try:
+            # Resolved here even through the proxy: it would resolve on its own network.
+            async with asyncio.timeout(s.photo_timeout_s):
+                await safety.resolve_checked(target, self._resolver)
             async with self._session.get(
                 url,
                 proxy=self._proxy,
@@ -277,13 +306,13 @@ class PhotoFetcher:
                 # Proxy-Authorization header into the tunnel, to the origin.
                 allow_redirects=False,
             ) as resp:
-                status = resp.status
+                status, brd = resp.status, _brd(resp.headers)
                 if status == 407:
-                    raise PhotoError("proxy_auth", f"proxy rejected credentials{_brd(resp)}")
+                    raise PhotoError("proxy_auth", f"proxy rejected credentials{brd}")
                 if status in (429, 503):
                     raise _Retry("rate_limit", f"http_{status}", f"HTTP {status}", status)
                 if status >= 500:
-                    raise _Retry("transient", f"http_{status}", f"HTTP {status}{_brd(resp)}")
+                    raise _Retry("transient", f"http_{status}", f"HTTP {status}{brd}")
                 if 300 <= status < 400:
                     where = resp.headers.get("Location", "?")[:120]
                     raise PhotoError("redirect", f"HTTP {status} redirect to {where}")
@@ -300,6 +329,10 @@ class PhotoFetcher:
                 )
         except (PhotoError, _Retry):
             raise
+        except safety.UnsafeUrl as exc:
+            raise PhotoError("unsafe_url", exc.message) from None
+        except safety.ResolveFailed as exc:
+            raise _Retry("transient", "dns_error", str(exc)) from exc
         except TimeoutError as exc:
             raise _Retry(
                 "transient", "timeout", f"no complete response within {s.photo_timeout_s:g} s"
@@ -307,9 +340,17 @@ class PhotoFetcher:
         except aiohttp.ClientSSLError as exc:
             # Certificate not trusted (wrong/missing PROXY_CA_BUNDLE): retrying won't help.
             raise PhotoError("tls_error", f"TLS verification failed: {exc.os_error}") from exc
+        except aiohttp.ClientConnectorDNSError as exc:
+            if isinstance(exc.os_error, safety.UnsafeUrl):  # SafeResolver, at connect time
+                raise PhotoError("unsafe_url", exc.os_error.message) from None
+            raise _Retry("transient", "connect_error", f"cannot resolve: {exc.os_error}") from exc
+        except aiohttp.ClientProxyConnectionError as exc:
+            # The proxy itself is unreachable; the message names its host:port only.
+            raise _Retry("transient", "proxy_connect", f"proxy: {exc.os_error}") from exc
         except aiohttp.ClientConnectorError as exc:
-            # Connection to the proxy itself failed; the message names host:port only.
             raise _Retry("transient", "connect_error", f"cannot connect: {exc.os_error}") from exc
+        except aiohttp.ClientHttpProxyError as exc:
+            raise _proxy_refused(exc) from exc
         except _RESET_ERRORS as exc:
             raise _Retry("transient", "reset", f"connection reset: {type(exc).__name__}") from exc
         except aiohttp.ClientError as exc:
@@ -327,10 +368,20 @@ class _Retry(Exception):
         self.status = status
 
 
-def _brd(resp: aiohttp.ClientResponse) -> str:
+def _brd(headers: Mapping[str, str] | None) -> str:
     """Bright Data's error headers, when present, make proxy failures readable."""
-    code = resp.headers.get("x-brd-err-code") or resp.headers.get("x-brd-error")
+    code = (headers or {}).get("x-brd-err-code") or (headers or {}).get("x-brd-error")
     return f" (proxy: {code})" if code else ""
+
+
+def _proxy_refused(exc: aiohttp.ClientHttpProxyError) -> Exception:
+    """A non-200 CONNECT (https tunnel): 407 = credentials, 5xx/429 = retry like a 5xx."""
+    detail = f"proxy answered CONNECT with {exc.status}{_brd(exc.headers)}"
+    if exc.status == 407:
+        return PhotoError("proxy_auth", f"proxy rejected credentials{_brd(exc.headers)}")
+    if exc.status >= 500 or exc.status == 429:
+        return _Retry("transient", "proxy_connect", detail)
+    return PhotoError("proxy_connect", detail)
 
 
 async def _read_limited(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -6,6 +6,7 @@ from pydantic import Field
 
 from unde_dagster.originals.download import DownloadSettings
 from unde_dagster.originals.fetch import FetchSettings
+from unde_dagster.originals.url_safety import parse_allowlist
 from unde_dagster.resources.stage_queue import StageQueueSettings
 
 
@@ -22,9 +23,18 @@ class PhotoDownloader(StageQueueSettings):
     sku_timeout_s: float = 120.0
     max_photos_per_sku: int = 5
     batch_size: int = 200
+    host_allowlist: str | None = Field(
+        default=None,
+        description="comma-separated photo hosts exempt from the public-address check; "
+        "unset = UNDE_PHOTO_HOST_ALLOWLIST (the local stack names its CDN emulator there)",
+    )
 
     def fetch_settings(self) -> FetchSettings:
-        return FetchSettings(
+        allow = {} if self.host_allowlist is None else {
+            "host_allowlist": tuple(sorted(parse_allowlist(self.host_allowlist)))
+        }
+        return FetchSettings.from_env(
+            **allow,
             proxy_url=self.proxy_url,
             proxy_ca_bundle=self.proxy_ca_bundle,
             max_in_flight=self.max_in_flight,
