@@ -2,7 +2,8 @@
 -- PostgreSQL refused, photo URLs it dropped. One row per rejection per catalog run; run_id
 -- is the Dagster run id, the same as scraper_logs.run_id and raw_products.last_seen_run_id.
 -- The fingerprint (sha256 of source, ids, reason, detail, URL) makes a repeated write of
--- the same run a no-op.
+-- the same run a no-op (identical rejections within one run are one row; the run's
+-- materialization and scraper_logs metadata keep the full counts).
 CREATE TABLE IF NOT EXISTS catalog_rejections (
     id BIGSERIAL PRIMARY KEY,
     run_id VARCHAR(100) NOT NULL,
