@@ -11,6 +11,7 @@ import asyncio
 import base64
 import io
 import random
+import socket
 import ssl
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
+from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.test_utils import TestServer
 from PIL import Image
 
@@ -429,3 +431,137 @@ def test_client_session_not_shared_with_env_proxy(monkeypatch: pytest.MonkeyPatc
     monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
     got, _, seen = run(fetch_one(ok))  # type: ignore[misc]
     assert got.data == JPEG_BYTES and len(seen) == 1  # type: ignore[union-attr]
+
+
+# --- public-address check (SPEC §6) and proxy CONNECT failures --------------------------
+
+UNSAFE_LITERALS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "https://10.0.0.5/x.jpg",
+    "http://127.0.0.1/a.jpg",
+    "http://[::ffff:127.0.0.1]/a.jpg",
+    "http://2130706433/a.jpg",
+    "http://0x7f000001/a.jpg",
+    "file:///etc/passwd",
+]
+
+
+class ScriptedDns(AbstractResolver):
+    """Stands in for DNS: each name answers its addresses in turn (the last one repeats)."""
+
+    def __init__(self, answers: dict[str, list[str]]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        self.asked.append(host)
+        queue = self.answers[host]
+        addr = queue.pop(0) if len(queue) > 1 else queue[0]
+        fam = socket.AF_INET6 if ":" in addr else socket.AF_INET
+        return [ResolveResult(hostname=host, host=addr, port=port, family=fam, proto=0, flags=0)]
+
+    async def close(self) -> None:
+        return None
+
+
+def test_unsafe_urls_are_refused_before_any_request() -> None:
+    async def main() -> tuple[list[object], list[float], list[web.Request]]:
+        sleep = Recorder()
+        async with fetcher_at(ok, sleep) as (f, seen):
+            results: list[object] = []
+            for url in [*UNSAFE_LITERALS, "http://localhost/a.jpg", f"{CDN}/good.jpg"]:
+                try:
+                    results.append(await f.fetch(url))
+                except PhotoError as err:
+                    results.append(err)
+        return results, sleep.calls, seen
+
+    results, sleeps, seen = run(main())  # type: ignore[misc]
+    *refused, good = results
+    assert all(isinstance(e, PhotoError) and e.reason == "unsafe_url" for e in refused), refused
+    assert "127.0.0.1" in refused[-1].message  # localhost: refused by what it resolves to
+    assert good.data == JPEG_BYTES  # type: ignore[union-attr]
+    assert [r.raw_path for r in seen] == [f"{CDN}/good.jpg"]  # nothing else reached the proxy
+    assert len(sleeps) == 2  # literal hosts took no slot; localhost and the good photo did
+
+
+def test_direct_connection_goes_only_to_the_checked_address() -> None:
+    """DNS rebinding: public at the check, loopback at connect time -> refused, no packet."""
+
+    async def main() -> tuple[object, list[web.Request], ScriptedDns]:
+        dns = ScriptedDns({"rebind.photos.test": ["93.184.216.34", "127.0.0.1"]})
+        async with proxy_server(ok) as (origin, seen):
+            port = origin.rsplit(":", 1)[1]
+            async with PhotoFetcher(FetchSettings(), sleep=Recorder(), resolver=dns) as f:
+                with pytest.raises(PhotoError) as info:
+                    await f.fetch(f"http://rebind.photos.test:{port}/a.jpg")
+        return info.value, seen, dns
+
+    err, seen, dns = run(main())  # type: ignore[misc]
+    assert err.reason == "unsafe_url" and "127.0.0.1" in err.message  # type: ignore[attr-defined]
+    assert seen == [] and dns.asked == ["rebind.photos.test"] * 2  # no retry either
+
+
+@asynccontextmanager
+async def connect_proxy(status: int) -> AsyncIterator[tuple[str, list[str]]]:
+    """A proxy answering every CONNECT (https tunnel) with ``status``."""
+    tunnels: list[str] = []
+
+    @web.middleware
+    async def connect(request: web.Request, handler: Handler) -> web.StreamResponse:
+        # A middleware: the router cannot match CONNECT's authority-form target.
+        assert request.method == "CONNECT"
+        tunnels.append(request.raw_path)
+        return web.Response(status=status, headers={"x-brd-err-code": "target_failed"})
+
+    app = web.Application(middlewares=[connect])
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    try:
+        yield f"http://u:pw@127.0.0.1:{server.port}", tunnels
+    finally:
+        await server.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "attempts"),
+    [(502, "proxy_connect", 3), (503, "proxy_connect", 3), (407, "proxy_auth", 1),
+     (403, "proxy_connect", 1)],
+)
+def test_failed_connect_is_retried_like_a_5xx(status: int, reason: str, attempts: int) -> None:
+    async def main() -> tuple[PhotoError, list[str], list[float]]:
+        sleep = Recorder()
+        async with connect_proxy(status) as (proxy, tunnels), \
+                PhotoFetcher(settings(proxy), sleep=sleep) as f:
+            with pytest.raises(PhotoError) as info:
+                await f.fetch(f"https://{CDN_HOST}/a.jpg")
+        return info.value, tunnels, sleep.calls
+
+    err, tunnels, sleeps = run(main())  # type: ignore[misc]
+    assert err.reason == reason and "target_failed" in err.message
+    assert tunnels == [f"{CDN_HOST}:443"] * attempts
+    assert sleeps[: attempts - 1] == [2.0, 6.0][: attempts - 1]
+    assert "pw" not in str(err)
+
+
+def test_unreachable_proxy_is_proxy_connect() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]  # closed again: nothing listens there
+    async def main() -> PhotoError:
+        s = settings(f"http://127.0.0.1:{port}")
+        async with PhotoFetcher(s, sleep=Recorder()) as f:
+            with pytest.raises(PhotoError) as info:
+                await f.fetch(f"{CDN}/a.jpg")
+        return info.value
+
+    assert run(main()).reason == "proxy_connect"  # type: ignore[attr-defined]
+
+
+def test_allowlist_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("UNDE_PHOTO_HOST_ALLOWLIST", " CDN.Brand-Images.test. , ,b.test")
+    assert FetchSettings.from_env().host_allowlist == ("b.test", "cdn.brand-images.test")
+    monkeypatch.delenv("UNDE_PHOTO_HOST_ALLOWLIST")
+    assert FetchSettings.from_env().host_allowlist == ()
