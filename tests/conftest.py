@@ -20,7 +20,9 @@ import pytest
 from unde_dagster.defs.resources import resources_from_env
 from unde_local.stack import LocalStack, StackSettings, database_url_from_env
 
-STAGING_TABLES = ("raw_products", "scraper_logs", "raw_availability", "raw_stores")
+STAGING_TABLES = (
+    "raw_products", "scraper_logs", "raw_availability", "raw_stores", "catalog_rejections",
+)
 PRODUCTION_TABLES = ("catalog_products", "model_library")
 
 

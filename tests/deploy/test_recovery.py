@@ -167,7 +167,8 @@ def test_a_recreated_webserver_answers_through_the_same_nginx(deployment: Deploy
 
 def _applied(printed: str) -> list[str]:
     """Versions from migrate's `staging: applied [...]` line (none when up to date)."""
-    said = printed.strip().removeprefix("staging: applied ")
+    [line] = [x for x in printed.splitlines() if x.startswith("staging: applied ")]
+    said = line.removeprefix("staging: applied ")
     return [] if said.startswith("nothing") else ast.literal_eval(said)
 
 
@@ -182,7 +183,7 @@ def test_the_migration_runs_through_pgbouncer_transaction_pooling(
     def migrate() -> None:
         outputs.append(deployment.control.compose(
             "exec", "-T", "code-server", "python", "-m", "unde_dagster.db.migrate",
-            "--staging-url", url, check=False))
+            "--staging-url", url, "--production-url=", check=False))
 
     threads = [threading.Thread(target=migrate) for _ in range(2)]
     for t in threads:
@@ -193,5 +194,6 @@ def test_the_migration_runs_through_pgbouncer_transaction_pooling(
     applied = [v for o in outputs for v in _applied(o.stdout)]
     assert sorted(applied) == [m.version for m in load_migrations("staging")], applied
     again = deployment.control.compose("exec", "-T", "code-server", "python", "-m",
-                                       "unde_dagster.db.migrate", "--staging-url", url)
+                                       "unde_dagster.db.migrate", "--staging-url", url,
+                                       "--production-url=")
     assert "nothing (up to date)" in again.stdout
