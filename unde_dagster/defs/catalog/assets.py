@@ -10,6 +10,7 @@ from unde_dagster.brands import brand as brand_of
 from unde_dagster.catalog.clean import clean_text
 from unde_dagster.catalog.collect import CatalogResult, CatalogRunFailed, collect_brand
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.resources.apify import ApifyResource
 from unde_dagster.resources.databases import StagingDatabase
@@ -25,6 +26,7 @@ from unde_dagster.resources.databases import StagingDatabase
         "URLs not written are listed in `catalog_rejections` under the run id."
     ),
 )
+@stops_when_terminated
 def raw_products(
     context: dg.AssetExecutionContext, staging_db: StagingDatabase, apify: ApifyResource
 ) -> dg.MaterializeResult:
