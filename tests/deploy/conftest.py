@@ -60,7 +60,7 @@ query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status tags {
 """
 RUN_EVENTS = """
 query($id: ID!) { logsForRun(runId: $id) { __typename ... on EventConnection {
-  events { __typename ... on MessageEvent { message }
+  events { __typename ... on MessageEvent { message timestamp }
            ... on EngineEvent { error { message } } } } } }
 """
 FINISHED = {"SUCCESS", "FAILURE", "CANCELED"}
@@ -108,6 +108,15 @@ class Deployment:
             (e.get("message") or "") + " " + ((e.get("error") or {}).get("message") or "")
             for e in events
         )
+
+    def container_to_step_start(self, run_id: str) -> float:
+        """Seconds from the launcher's container launch to the run's first step start."""
+        events = self.graphql(RUN_EVENTS, id=run_id)["logsForRun"]["events"]
+        launched = next(float(e["timestamp"]) for e in events
+                        if (e.get("message") or "").startswith("Launching run in container"))
+        started = next(float(e["timestamp"]) for e in events
+                       if e["__typename"] == "ExecutionStepStartEvent")
+        return (started - launched) / 1000
 
     def containers(self, host: str) -> list[dict[str, Any]]:
         """Every run or step container the engine of `host` has, asked of its own API."""

@@ -78,6 +78,8 @@ def test_terminate_from_the_ui_stops_the_run_container_within_its_stop_timeout(
     engine, container = deployment.run_worker(run_id)
     assert engine.name == deployment.engines["photo-downloader"].name
     state = container["State"]
+    deployment.timings["container launch -> step start"] = (
+        deployment.container_to_step_start(run_id))
     deployment.timings["terminate: mutation answered"] = answered
     deployment.timings["terminate: run CANCELED"] = stopped
     deployment.save("terminated_container_state.json", json.dumps(state, indent=2))
