@@ -11,7 +11,14 @@ import dagster as dg
 import psycopg
 from pydantic import Field
 
-from unde_dagster.db.claims import ClaimRules, StageQueue, claim_batch, release_stale_claims
+from unde_dagster.db.claims import (
+    ClaimRules,
+    HeldClaim,
+    StageQueue,
+    claim_batch,
+    release_stale_claims,
+)
+from unde_dagster.db.leases import Connect, LeaseHeartbeat, sibling_connect
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
 
 OutcomeT = TypeVar("OutcomeT", bound="BatchOutcome")
@@ -75,16 +82,20 @@ def drain_queue(
     config: ImageStageConfig,
     scraper_name: str,
     process: Callable[[list[dict[str, Any]]], OutcomeT],
+    connect: Connect | None = None,
 ) -> Iterator[OutcomeT]:
     """Claim and process the brand's batches until the queue is empty or `max_batches`.
 
-    Claims of runs that are over are released first, so a re-run after a kill resumes
-    at once. Each batch gets its `scraper_logs` row and its errors in the run's log.
+    Claims other runs hold are settled first and reported (log + metadata): those of runs
+    that are over or whose lease expired are released, so a re-run after a kill resumes at
+    once; live ones are left alone. A heartbeat on its own connection (`connect`, default:
+    one like `conn`) renews the batch's lease while it is processed. Each batch gets its
+    `scraper_logs` row and its errors in the run's log.
     """
     brand, token = context.partition_key, context.run.run_id
-    released = release_stale_claims(conn, brand, partial(run_is_over, context.instance), token)
-    if released:
-        context.log.info(f"released {released} SKUs claimed by runs that are over")
+    held = release_stale_claims(conn, queue, brand, partial(run_is_over, context.instance), token)
+    report_held_claims(context, held)
+    connect = connect or sibling_connect(conn)
     for number in range(1, config.max_batches + 1):
         rows = claim_batch(
             conn, queue, brand=brand, token=token, rules=rules, retry=config.retry_errors
@@ -92,7 +103,13 @@ def drain_queue(
         if not rows:
             return
         log = BatchLog(scraper_name=scraper_name, run_id=token)
-        outcome = process(rows)
+        with LeaseHeartbeat(connect, token, lease_s=rules.lease_s, every_s=rules.renew_s) as beat:
+            outcome = process(rows)
+        if beat.failures:
+            context.log.warning(
+                f"batch {number}: {len(beat.failures)} lease renewals failed "
+                f"({beat.renewals} ok), last: {beat.failures[-1]}"
+            )
         errors = sum(outcome.errors_by_reason.values())
         log.fetched, log.new, log.errors = outcome.claimed, outcome.done, errors
         log.metadata = {
@@ -108,3 +125,36 @@ def drain_queue(
         for sample in outcome.error_samples:
             context.log.warning(sample)
         yield outcome
+
+
+def report_held_claims(context: dg.AssetExecutionContext, held: list[HeldClaim]) -> None:
+    """Say which SKUs other runs' claims held, so a run that claims nothing is not silent."""
+    for claim in held:
+        if claim.released:
+            context.log.warning(
+                f"{claim.skus} SKUs were held by a dead claim of run {claim.run_id} "
+                f"({claim.fate.removeprefix('released: ')}): released, attempts given back"
+            )
+        else:
+            until = claim.lease_until.isoformat(timespec="seconds") if claim.lease_until else "?"
+            context.log.warning(
+                f"{claim.skus} SKUs are held by run {claim.run_id}, whose lease runs until "
+                f"{until}: left alone (the run may be alive; they return when the lease ends)"
+            )
+    context.add_asset_metadata(
+        {
+            "skus_released_from_dead_claims": sum(c.skus for c in held if c.released),
+            "skus_held_by_live_claims": sum(c.skus for c in held if not c.released),
+            "claims_of_other_runs": dg.MetadataValue.json(
+                [
+                    {
+                        "run_id": c.run_id,
+                        "skus": c.skus,
+                        "fate": c.fate,
+                        "lease_until": c.lease_until.isoformat() if c.lease_until else None,
+                    }
+                    for c in held
+                ]
+            ),
+        }
+    )
