@@ -28,6 +28,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 from PIL import Image
@@ -104,7 +105,8 @@ def make_skus(cdn: str, n_skus: int, tag: str) -> list[SkuPhotos]:
 
 
 async def run_ours(proxy: str, cdn: str, latency_ms: int, n_skus: int) -> Row:
-    settings = FetchSettings(proxy_url=proxy)  # production politeness numbers
+    # production politeness numbers; the emulated CDN host is allowlisted as in the local stack
+    settings = FetchSettings(proxy_url=proxy, host_allowlist=(urlsplit(cdn).hostname or "",))
     inner = PhotoFetcher(settings, rng=random.Random(latency_ms))
     timing = TimingFetcher(inner)
     errors = 0
