@@ -1,4 +1,8 @@
-"""Every bad body of SPEC §6 ends in a clear reason code; good JPEGs pass."""
+"""SPEC §6 at download: real photos in odd encodings pass (bytes kept as they are), every bad
+body ends in a reason code naming its cause.
+
+The encoded bodies here (``odd_body``) are shared with the collage tests and the image-stage
+integration tests, so all three see the same photos."""
 
 from __future__ import annotations
 
@@ -14,6 +18,105 @@ from unde_dagster.originals.validate import (
     ValidationSettings,
     validate_photo,
 )
+
+ODD_VALID: dict[str, tuple[str, str]] = {
+    # kind -> (format, mode) Pillow reports; every one a 400x600 photo once upright
+    "cmyk_jpeg": ("JPEG", "CMYK"),  # Pillow writes an Adobe marker: Adobe-inverted CMYK
+    "rgba_png": ("PNG", "RGBA"),
+    "la_png": ("PNG", "LA"),
+    "palette_png": ("PNG", "P"),  # with a transparent palette entry
+    "i16_png": ("PNG", "I;16"),
+    "webp": ("WEBP", "RGB"),  # served under a .jpg URL: the bytes decide, not the name
+    "png_rgb": ("PNG", "RGB"),
+    "gif": ("GIF", "P"),  # animated: two frames, the first is the photo
+    "progressive_jpeg": ("JPEG", "RGB"),
+    "mpo": ("MPO", "RGB"),
+    "exif6_jpeg": ("JPEG", "RGB"),
+    "exif8_jpeg": ("JPEG", "RGB"),
+}
+BROKEN: dict[str, str] = {
+    # kind -> the reason both stages give
+    "truncated_jpeg": "truncated",
+    "bomb_jpeg": "decompression_bomb",  # the header claims 9000x9000
+    "sliver": "sliver",  # 1x2000
+    "tiny": "dimensions_too_small",
+}
+SIZE = (400, 600)
+QUADRANTS = ((255, 0, 0), (0, 200, 0), (0, 0, 255), (255, 255, 0))
+"""Top-left, top-right, bottom-left, bottom-right colours of the upright test photo."""
+_STORE_SIDEWAYS = {6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+"""How the camera stored pixels that EXIF orientation 6 / 8 turns upright."""
+
+
+def quadrants(size: tuple[int, int] = SIZE) -> Image.Image:
+    """An upright photo in four flat colours: any wrong rotation or mirror shows."""
+    w, h = size
+    img = Image.new("RGB", size)
+    for i, colour in enumerate(QUADRANTS):
+        x, y = (i % 2) * w // 2, (i // 2) * h // 2
+        img.paste(colour, (x, y, x + w // 2, y + h // 2))
+    return img
+
+
+def _save(img: Image.Image, fmt: str, **params: object) -> bytes:
+    buf = io.BytesIO()
+    img.save(buf, format=fmt, **params)
+    return buf.getvalue()
+
+
+def sideways_jpeg(orient: int, upright: Image.Image | None = None) -> bytes:
+    """A JPEG whose pixels are stored so that EXIF ``orient`` turns them into ``upright``."""
+    img = upright or quadrants()
+    inverse = _STORE_SIDEWAYS.get(orient) or {
+        2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+        4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+        7: Image.Transpose.TRANSVERSE,
+    }[orient]
+    exif = Image.Exif()
+    exif[0x0112] = orient
+    return _save(img.transpose(inverse), "JPEG", quality=95, exif=exif)
+
+
+def odd_body(kind: str) -> bytes:
+    """Real encoded bodies of each odd-but-valid (``ODD_VALID``) or broken (``BROKEN``)
+    kind, made by Pillow: what brand CDNs actually serve."""
+    photo = Image.effect_noise(SIZE, 48).convert("RGB")
+    if kind == "cmyk_jpeg":
+        return _save(photo.convert("CMYK"), "JPEG", quality=90)
+    if kind == "rgba_png":
+        rgba = photo.convert("RGBA")
+        rgba.putalpha(Image.linear_gradient("L").resize(SIZE))
+        return _save(rgba, "PNG")
+    if kind == "la_png":
+        return _save(photo.convert("LA"), "PNG")
+    if kind == "palette_png":
+        pal = photo.convert("P", palette=Image.Palette.ADAPTIVE, colors=16)
+        return _save(pal, "PNG", transparency=0)
+    if kind == "i16_png":
+        return _save(photo.convert("L").point(lambda v: v * 256, mode="I").convert("I;16"), "PNG")
+    if kind == "webp":
+        return _save(photo, "WEBP", quality=90)
+    if kind == "png_rgb":
+        return _save(photo, "PNG")
+    if kind == "gif":
+        return _save(photo.convert("P"), "GIF", save_all=True,
+                     append_images=[Image.new("P", SIZE, 1)], duration=100, loop=0)
+    if kind == "progressive_jpeg":
+        return _save(photo, "JPEG", quality=90, progressive=True)
+    if kind == "mpo":
+        return _save(photo, "MPO", save_all=True, append_images=[photo.rotate(180)])
+    if kind in ("exif6_jpeg", "exif8_jpeg"):
+        return sideways_jpeg(int(kind[4]))
+    if kind == "truncated_jpeg":
+        data = _save(photo, "JPEG", quality=90)
+        return data[: len(data) // 2]
+    if kind == "bomb_jpeg":
+        return _jpeg_with_claimed_size(9000, 9000)
+    if kind == "sliver":
+        return _save(Image.new("RGB", (1, 2000), "grey"), "JPEG")
+    if kind == "tiny":
+        return _save(Image.new("RGB", (120, 160), "grey"), "JPEG")
+    raise ValueError(kind)
 
 
 def make_image(mode: str = "RGB", size: tuple[int, int] = (400, 600), fmt: str = "JPEG") -> bytes:
@@ -76,24 +179,65 @@ def test_truncated_header_is_not_image_or_corrupt() -> None:
     assert reason_of(data[:40]) in ("not_image", "truncated", "corrupt")
 
 
-def test_cmyk_jpeg() -> None:
-    assert reason_of(make_image("CMYK")) == "bad_mode_CMYK"
+# --- odd but real encodings: accepted, bytes untouched ---------------------------------
 
 
-def test_palette_png() -> None:
-    assert reason_of(make_image("P", fmt="PNG")) == "bad_mode_P"
+@pytest.mark.parametrize("kind", sorted(ODD_VALID))
+def test_odd_real_encodings_are_accepted(kind: str) -> None:
+    data = odd_body(kind)
+    info = validate_photo(data)
+    want_fmt, want_mode = ODD_VALID[kind]
+    assert (info.format, info.mode) == (want_fmt, want_mode)
+    assert (info.width, info.height) == (400, 600)  # upright, whatever is stored
+    assert info.size_bytes == len(data)
 
 
-def test_alpha_png() -> None:
-    assert reason_of(make_image("RGBA", fmt="PNG")) == "bad_mode_RGBA"
+@pytest.mark.parametrize(("kind", "stored"), [("exif6_jpeg", (600, 400)),
+                                              ("exif8_jpeg", (600, 400))])
+def test_exif_orientation_gives_the_upright_size(kind: str, stored: tuple[int, int]) -> None:
+    data = odd_body(kind)
+    with Image.open(io.BytesIO(data)) as img:
+        assert img.size == stored  # the pixels are stored on their side
+    info = validate_photo(data)
+    assert (info.width, info.height, info.orientation) == (400, 600, int(kind[4]))
 
 
-def test_16_bit_png() -> None:
-    assert reason_of(make_image("I;16", fmt="PNG")) == "bad_mode_I16"
+def test_limits_apply_to_the_upright_size() -> None:
+    # Stored 600x400 (a side of 400 px), shown 400x600: a 500 px height limit still bites.
+    with pytest.raises(PhotoError) as info:
+        validate_photo(odd_body("exif6_jpeg"), ValidationSettings(max_side=500))
+    assert info.value.reason == "dimensions_too_large"
 
 
-def test_rgb_png_is_wrong_format() -> None:
-    assert reason_of(make_image("RGB", fmt="PNG")) == "bad_format_PNG"
+def test_unsupported_mode_names_the_mode() -> None:
+    lab = io.BytesIO()
+    Image.new("LAB", (300, 400), (50, 10, 10)).save(lab, "TIFF")
+    assert reason_of(lab.getvalue()) == "bad_mode_LAB"
+    # Configurable: a deployment may still refuse what its consumers cannot read.
+    strict = ValidationSettings(allowed_modes=("RGB", "L"))
+    assert reason_of(odd_body("cmyk_jpeg"), strict) == "bad_mode_CMYK"
+    assert reason_of(odd_body("i16_png"), strict) == "bad_mode_I16"
+    assert reason_of(odd_body("webp"), ValidationSettings(allowed_formats=("JPEG",))) == (
+        "bad_format_WEBP"
+    )
+
+
+def test_format_no_photo_is_in_is_named() -> None:
+    ico = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(ico, "ICO")
+    assert reason_of(ico.getvalue()) == "bad_format_ICO"
+
+
+def test_slivers_and_tiny_images() -> None:
+    assert reason_of(odd_body("sliver")) == "sliver"  # 1x2000
+    assert reason_of(make_image("RGB", (2000, 300))) == "sliver"
+    assert reason_of(make_image("RGB", (150, 180))) == "dimensions_too_small"
+    assert validate_photo(make_image("RGB", (1000, 200))).width == 1000  # 5:1 is the limit
+
+
+@pytest.mark.parametrize(("kind", "reason"), sorted(BROKEN.items()))
+def test_broken_bodies_name_their_cause(kind: str, reason: str) -> None:
+    assert reason_of(odd_body(kind)) == reason
 
 
 def _jpeg_with_claimed_size(width: int, height: int) -> bytes:
@@ -127,8 +271,7 @@ def test_pillow_bomb_warning_is_an_error() -> None:
 
 
 def test_absurd_dimensions() -> None:
-    assert reason_of(_jpeg_with_claimed_size(20_000, 100)) == "dimensions_too_large"
-    assert reason_of(make_image("RGB", (50, 600))) == "dimensions_too_small"
+    assert reason_of(_jpeg_with_claimed_size(13_000, 3_000)) == "dimensions_too_large"
 
 
 def test_limits_are_configurable() -> None:

@@ -2,9 +2,15 @@
 
 A pure function on bytes (no I/O), so it can run in a worker thread and be tested
 alone. The CDN behind a residential proxy returns many kinds of garbage with status
-200: HTML block pages, empty bodies, bodies cut short by a dropped connection, CMYK or
-palette files. Everything downstream (collages, Ximilar, the app) assumes an RGB or
-greyscale baseline JPEG, so anything else is rejected here with a reason code.
+200: HTML block pages, empty bodies, bodies cut short by a dropped connection. Those are
+rejected with a reason code naming the cause. Real photos in unusual encodings (CMYK
+JPEGs, palette and alpha PNGs, 16-bit greyscale, WebP or PNG under a ``.jpg`` URL, GIF,
+MPO) are accepted (SPEC §6): the collage stage normalises them to RGB, so rejecting
+them here only lost the SKU. The accepted formats and modes are the collage stage's own
+(``collages/photos.py``), so the two stages cannot drift apart. The original bytes are
+stored unchanged; nothing is re-encoded here.
+
+Size limits use the upright size (EXIF orientation applied, as the collage does).
 
 Why a full decode (``img.load()``) and not only ``Image.verify()``: for JPEG,
 Pillow's ``verify()`` does not decode the entropy-coded data, so a body truncated
@@ -18,11 +24,20 @@ delay), so it does not limit throughput; it runs off the event loop via
 from __future__ import annotations
 
 import io
-import re
 import warnings
 from dataclasses import dataclass
 
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageFile, UnidentifiedImageError
+
+from unde_dagster.collages.photos import (
+    OPEN_FORMATS,
+    PHOTO_FORMATS,
+    PHOTO_MODES,
+    looks_like_html,
+    mode_code,
+    orientation,
+    upright_size,
+)
 
 
 class PhotoError(Exception):
@@ -58,51 +73,37 @@ class ValidationSettings:
     max_pixels: int = 50_000_000
     """Header-claimed pixel count above which we refuse to decode (decompression bomb).
     Kept below Pillow's own ``MAX_IMAGE_PIXELS`` (~89 MP) so our check fires first."""
-    allowed_formats: tuple[str, ...] = ("JPEG",)
-    allowed_modes: tuple[str, ...] = ("RGB", "L")
+    max_aspect: float = 5.0
+    """Long side over short side above this is a sliver (a strip, a spacer, a banner), not
+    a product photo: brand CDNs serve 2:3, 3:4 and 3:2 shots. In a collage it would be
+    scaled to the tallest height, several times the width of the SKU's real photos."""
+    allowed_formats: tuple[str, ...] = PHOTO_FORMATS
+    allowed_modes: tuple[str, ...] = tuple(sorted(PHOTO_MODES))
 
 
 @dataclass(frozen=True)
 class PhotoInfo:
-    """What we learnt about a valid photo (goes into metadata and logs)."""
+    """What we learnt about a valid photo (goes into metadata and logs). ``width`` and
+    ``height`` are upright (EXIF ``orientation`` applied), as the collage will lay it out."""
 
     width: int
     height: int
     mode: str
     format: str
     size_bytes: int
-
-
-_HTML_PREFIXES = (b"<!doctype", b"<html", b"<head", b"<body", b"<?xml", b"<!--", b"<")
-_BOMS = (b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff")
-
-
-def _looks_like_html(data: bytes) -> bool:
-    head = data[:512]
-    for bom in _BOMS:
-        if head.startswith(bom):
-            head = head[len(bom) :]
-    head = head.lstrip().lower()
-    return head.startswith(_HTML_PREFIXES)
-
-
-def _mode_code(mode: str) -> str:
-    """``I;16B`` -> ``I16B``: reason codes stay plain identifiers."""
-    return re.sub(r"[^A-Za-z0-9]", "", mode) or "unknown"
+    orientation: int = 1
 
 
 def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> PhotoInfo:
-    """Return ``PhotoInfo`` for an acceptable JPEG, raise ``PhotoError`` otherwise.
+    """Return ``PhotoInfo`` for an acceptable photo, raise ``PhotoError`` otherwise.
 
     Order matters for the readability of the reason: cheap sniffing first (empty,
-    HTML), then the header (dimensions, bomb, mode, format), then the full decode.
-    Mode is checked before format so a palette/alpha/16-bit PNG reports the colour
-    problem (``bad_mode_P``) rather than only ``bad_format_PNG``.
+    HTML), then the header (bomb, dimensions, sliver, mode, format), then the full decode.
     """
     s = settings or ValidationSettings()
     if not data:
         raise PhotoError("zero_bytes", "empty body (0 bytes)")
-    if _looks_like_html(data):
+    if looks_like_html(data):
         snippet = data[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         raise PhotoError("html_body", f"body is HTML/XML, not an image: {snippet!r}")
     try:
@@ -111,14 +112,20 @@ def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> P
         # the real guard, this is belt and braces.
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(io.BytesIO(data)) as img:
-                info = _check_header(img, s, len(data))
-                img.load()
+            with Image.open(io.BytesIO(data), formats=OPEN_FORMATS) as img:
+                info = _check_header(img, data, s)
+                img.load()  # only the first frame of an animated GIF/WebP, as the collage
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise PhotoError("decompression_bomb", f"decompression bomb: {exc}") from exc
     except UnidentifiedImageError as exc:
+        other = _other_format(data)
+        if other:
+            raise PhotoError(
+                f"bad_format_{mode_code(other)}",
+                f"format {other}; need one of {', '.join(s.allowed_formats)}",
+            ) from exc
         raise PhotoError("not_image", f"not a recognised image ({len(data)} bytes)") from exc
     except OSError as exc:
         msg = str(exc)
@@ -131,7 +138,20 @@ def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> P
     return info
 
 
-def _check_header(img: Image.Image, s: ValidationSettings, size_bytes: int) -> PhotoInfo:
+def _other_format(data: bytes) -> str | None:
+    """The name of a format Pillow knows but a photo may not be in (EPS, PSD, ICO ...).
+
+    Header only: no decoder runs (EPS would start Ghostscript only on load)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as img:
+                return img.format
+    except Exception:  # any failure just means "not an image"
+        return None
+
+
+def _check_header(img: ImageFile.ImageFile, data: bytes, s: ValidationSettings) -> PhotoInfo:
     width, height = img.size
     fmt = img.format or "unknown"
     if width * height > s.max_pixels:
@@ -143,18 +163,25 @@ def _check_header(img: Image.Image, s: ValidationSettings, size_bytes: int) -> P
         raise PhotoError(
             "dimensions_too_large", f"{width}x{height}: a side exceeds {s.max_side} px"
         )
+    if min(width, height) <= 0 or max(width, height) / min(width, height) > s.max_aspect:
+        raise PhotoError(
+            "sliver", f"{width}x{height}: sides more than {s.max_aspect:g} to 1 apart"
+        )
     if min(width, height) < s.min_side:
         raise PhotoError(
             "dimensions_too_small", f"{width}x{height}: a side is below {s.min_side} px"
         )
     if img.mode not in s.allowed_modes:
         raise PhotoError(
-            f"bad_mode_{_mode_code(img.mode)}",
+            f"bad_mode_{mode_code(img.mode)}",
             f"colour mode {img.mode} ({fmt}); need one of {', '.join(s.allowed_modes)}",
         )
     if fmt not in s.allowed_formats:
         raise PhotoError(
-            f"bad_format_{_mode_code(fmt)}",
+            f"bad_format_{mode_code(fmt)}",
             f"format {fmt}; need one of {', '.join(s.allowed_formats)}",
         )
-    return PhotoInfo(width=width, height=height, mode=img.mode, format=fmt, size_bytes=size_bytes)
+    orient = orientation(img, data)
+    # Min/max side checks above do not depend on orientation; the reported size does.
+    w, h = upright_size((width, height), orient)
+    return PhotoInfo(w, h, img.mode, fmt, len(data), orient)
