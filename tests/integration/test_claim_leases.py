@@ -9,6 +9,7 @@ run that takes the SKUs over says whose claims it found.
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -345,3 +346,75 @@ def test_a_killed_collage_run_s_skus_come_back_after_the_lease_with_no_attempt_s
     assert [(r["image_status"], r["collage_attempts"], r["image_attempts"])
             for r in after] == [("collage_ready", 1, 1)] * 3
     assert all(r["collage_url"] and r["claim_token"] is None for r in after)
+
+
+def descendants(pid: int) -> dict[int, str]:
+    """Live processes below `pid` (pid -> command line), read off /proc."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        state, ppid = stat.rsplit(") ", 1)[1].split()[:2]
+        if state != "Z":
+            parents[int(entry.name)] = int(ppid)
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - found
+        found |= frontier
+    cmdlines = {}
+    for p in found:
+        try:
+            cmdlines[p] = (Path("/proc") / str(p) / "cmdline").read_bytes().replace(b"\0", b" ")
+        except OSError:
+            continue
+    return {p: c.decode(errors="replace") for p, c in cmdlines.items()}
+
+
+def still_alive(pids: set[int]) -> set[int]:
+    alive = set()
+    for p in pids:
+        try:
+            stat = (Path("/proc") / str(p) / "stat").read_text()
+        except OSError:
+            continue
+        if stat.rsplit(") ", 1)[1][0] != "Z":
+            alive.add(p)
+    return alive
+
+
+def test_a_collage_run_killed_while_its_pool_works_leaves_no_process_behind(
+    stack: LocalStack, staging: psycopg.Connection, resources: dict[str, Any],
+    instance: dg.DagsterInstance, tmp_path: Path,
+) -> None:
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    warm_photos(stack)
+    with small_catalog(stack, BRAND, 30, photos=2):
+        res = {**resources, "photo_downloader": fast_downloader(stack)}
+        load_catalog(BRAND, res, instance)
+        materialize([product_originals], BRAND, res, instance)
+        worker = start_stage_run("collages", home)
+        try:
+            def pool_at_work() -> dict[int, str]:
+                assert worker.poll() is None, worker.communicate()[1][-3000:]
+                below = descendants(worker.pid)
+                forked = [c for c in below.values() if "multiprocessing.forkserver" in c]
+                return below if len(forked) >= 2 else {}  # the forkserver and a worker
+
+            tree = wait_for(pool_at_work, "the collage pool at work")
+        finally:
+            worker.kill()
+            worker.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while (alive := still_alive(set(tree))) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    for pid in alive:
+        os.kill(pid, signal.SIGKILL)
+    assert not alive, {pid: tree[pid] for pid in alive}
+    assert staging.execute(
+        "SELECT count(*) FROM raw_products WHERE brand = %s AND image_status = 'uploaded'",
+        (BRAND,)).fetchone()[0] > 0, "the kill came after the batch: nothing was in flight"
