@@ -19,9 +19,17 @@ from io import BytesIO
 from pathlib import Path
 
 import pytest
-from PIL import Image, ImageChops, JpegImagePlugin
+from PIL import Image, ImageChops, ImageOps, ImageStat, JpegImagePlugin
 
 from bench.seed_collage import seed_collage, seed_geometry
+from tests.unit.test_originals_validate import (
+    ODD_VALID,
+    QUADRANTS,
+    SIZE,
+    odd_body,
+    quadrants,
+    sideways_jpeg,
+)
 from unde_dagster.collages.canvas import RGB_PIXEL_BYTES, CanvasMemory
 from unde_dagster.collages.compose import (
     CollageError,
@@ -40,6 +48,7 @@ from unde_dagster.collages.resampler import (
     active,
     select,
 )
+from unde_dagster.collages.verify import _size as stored_collage_source_size
 
 HAVE_CYKOOZ = importlib.util.find_spec("cykooz_resizer") is not None
 
@@ -317,6 +326,105 @@ def test_cmyk_grey_bilevel_and_16_bit_are_converted(resampler: Resampler) -> Non
     assert all(abs(v - 128) <= 3 for v in out.getpixel((135, 50)))  # 32768 -> 128
 
 
+# --- odd encodings and EXIF orientation (SPEC §6) -------------------------------------------
+
+
+def normalised_reference(data: bytes) -> Image.Image:
+    """What the collage should show for a photo: first frame, upright, 16-bit scaled to 8,
+    transparency over white; built with plain Pillow calls, independently of compose.py."""
+    img = ImageOps.exif_transpose(decode(data))
+    if img.mode.startswith("I;16"):
+        img = img.convert("I").point(lambda v: v * (1 / 256)).convert("L")
+    out = Image.new("RGB", img.size, "white")
+    rgba = img.convert("RGBA")
+    out.paste(rgba, (0, 0), rgba)
+    return out
+
+
+@pytest.mark.parametrize("kind", sorted(ODD_VALID))
+def test_odd_encodings_become_rgb_slots_of_the_upright_size(
+    kind: str, resampler: Resampler
+) -> None:
+    data = odd_body(kind)
+    result = build_collage([photo(*SIZE, 1), data])
+    assert result.source_sizes == (SIZE, SIZE) and (result.width, result.height) == (800, 600)
+    out = decode(result.jpeg)
+    assert out.mode == "RGB" and JpegImagePlugin.get_sampling(out) == 0
+    slot = out.crop((400, 0, 800, 600))
+    mean, _, share = channel_diffs(slot, normalised_reference(data))
+    assert mean < 2.5 and share < 0.05, (kind, mean, share)  # JPEG q95 of noise, nothing more
+
+
+@pytest.mark.parametrize("orient", [2, 3, 4, 5, 6, 7, 8])
+@pytest.mark.parametrize("upright_size", [SIZE, (200, 300)])  # at full height / upscaled
+def test_exif_orientation_is_applied(
+    orient: int, upright_size: tuple[int, int], resampler: Resampler
+) -> None:
+    """The collage shows the photo upright: its geometry follows the upright size and its
+    pixels are turned (the red quadrant top left, green top right, blue, yellow below)."""
+    stored = sideways_jpeg(orient, quadrants(upright_size))
+    assert decode(stored).size == (
+        upright_size[::-1] if orient >= 5 else upright_size
+    )
+    result = build_collage([photo(*SIZE, 2), stored])
+    assert result.source_sizes == (SIZE, upright_size)
+    assert (result.width, result.height) == (800, 600)  # 200x300 upscaled to 400x600
+    assert stored_collage_source_size(stored) == upright_size  # the dimension check agrees
+    out = decode(result.jpeg)
+    for i, colour in enumerate(QUADRANTS):
+        x, y = 400 + 100 + (i % 2) * 200, 150 + (i // 2) * 300
+        box = (x - 40, y - 40, x + 40, y + 40)
+        got = ImageStat.Stat(out.crop(box)).mean
+        assert all(abs(g - c) < 8 for g, c in zip(got, colour, strict=True)), (i, got)
+
+
+def test_red_top_half_stays_on_top() -> None:
+    """The plain case of the issue: a photo stored on its side (EXIF 6 or 8) with a red top
+    half once upright comes out red on top, blue below, at the upright size."""
+    upright = Image.new("RGB", SIZE, (0, 0, 255))
+    upright.paste((255, 0, 0), (0, 0, SIZE[0], SIZE[1] // 2))
+    for orient in (6, 8):
+        out = decode(build_collage([sideways_jpeg(orient, upright)]).jpeg)
+        assert out.size == SIZE
+        r, g, b = out.getpixel((200, 100))
+        assert r > 240 and g < 15 and b < 15
+        r, g, b = out.getpixel((200, 500))
+        assert r < 15 and g < 15 and b > 240
+
+
+def test_png_exif_after_the_pixel_data_is_found() -> None:
+    """A PNG may carry eXIf after IDAT; Pillow finds it only by decoding, we read it ahead."""
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    data = encoded(quadrants().transpose(Image.Transpose.ROTATE_90), exif=exif)
+    start = data.index(b"eXIf") - 4
+    (length,) = struct.unpack(">I", data[start : start + 4])
+    chunk = data[start : start + 12 + length]
+    data = data.replace(chunk, b"")
+    end = data.index(b"IEND") - 4
+    moved = data[:end] + chunk + data[end:]
+    assert moved.index(b"eXIf") > moved.index(b"IDAT")
+    result = build_collage([photo(*SIZE, 3), moved])
+    assert result.source_sizes == (SIZE, SIZE)
+    assert ImageStat.Stat(decode(result.jpeg).crop((420, 20, 580, 280))).mean[0] > 240
+
+
+def test_a_broken_exif_block_counts_as_upright() -> None:
+    data = bytearray(sideways_jpeg(6))
+    at = data.index(b"Exif\x00\x00")
+    data[at + 6 : at + 14] = b"XX\x00\x2a\xff\xff\xff\xff"  # no TIFF byte order
+    result = build_collage([bytes(data)])
+    assert result.source_sizes == (SIZE[::-1],)
+
+
+def test_a_sliver_is_composed_the_downloader_is_the_gate() -> None:
+    """1x2000 never reaches here from our downloader (``sliver``); an old server's original
+    still gets the seed's geometry rather than an error."""
+    sliver = odd_body("sliver")
+    result = build_collage([photo(*SIZE, 4), sliver])
+    assert (result.width, result.height) == seed_geometry([SIZE, (1, 2000)])[1:]
+
+
 # --- bad input -----------------------------------------------------------------------------
 
 
@@ -344,6 +452,52 @@ def test_bad_photo_is_a_readable_error(payload: bytes, reason: str) -> None:
     with pytest.raises(CollageError, match=reason) as err:
         build_collage([photo(40, 60), payload])
     assert err.value.reason.startswith("photo 2:")
+
+
+def _garbled_png() -> bytes:
+    """A PNG whose compressed pixel data is damaged (its header is fine)."""
+    data = bytearray(encoded(Image.effect_noise((300, 300), 40)))
+    at = data.index(b"IDAT")
+    for k in range(at + 40, at + 200):
+        data[k] ^= 0x55
+    return bytes(data)
+
+
+def _lab_tiff() -> bytes:
+    return encoded(Image.new("LAB", (40, 60), (50, 10, 10)), "TIFF")
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"", "zero_bytes"),
+        (b"<!DOCTYPE html><html><body>Access denied</body></html>", "html_body"),
+        (b'{"error": "not found"}', "not_image"),
+        (odd_body("truncated_jpeg"), "truncated"),
+        (odd_body("bomb_jpeg"), "decompression_bomb"),
+        (_png_with_size(20_000, 20_000), "decompression_bomb"),
+        (_garbled_png(), "corrupt"),
+        (_lab_tiff(), "bad_mode_LAB"),
+    ],
+)
+def test_photo_errors_carry_a_code_naming_the_cause(
+    payload: bytes, code: str, resampler: Resampler
+) -> None:
+    """Errors are counted by ``code`` (not ``photo_2``); the message keeps the number."""
+    with pytest.raises(CollageError) as err:
+        build_collage([photo(*SIZE, 5), payload])
+    assert err.value.code == code
+    assert err.value.reason.startswith(f"photo 2: {code}: ")
+    assert str(err.value) == err.value.reason
+
+
+def test_canvas_errors_carry_codes() -> None:
+    with pytest.raises(CollageError) as err:
+        build_collage([])
+    assert err.value.code == "no_photos"
+    with pytest.raises(CollageError) as err:
+        build_collage([photo(40, 60), photo(40, 60)], max_canvas_pixels=1000)
+    assert err.value.code == "collage_too_large"
 
 
 @pytest.mark.parametrize("progressive", [False, True])
@@ -429,6 +583,7 @@ def test_pool_reports_per_sku_errors_and_keeps_going() -> None:
         assert isinstance(results[key], CollageError)
     bad = results["bad"]
     assert isinstance(bad, CollageError) and "zero bytes" in bad.reason
+    assert bad.code == "zero_bytes"  # the code survives the trip back from the worker
 
 
 def test_pool_survives_a_dead_worker() -> None:

@@ -46,7 +46,19 @@ Mode handling (the seed pasted whatever Pillow opened; we document each case):
   the range exceeds 8 bits) instead of clipping everything above 255 to white.
 - anything else (``YCbCr``, ``LAB``, ``HSV`` ...): ``convert("RGB")``.
 
-ICC profiles and EXIF orientation are ignored, as in the seed (geometry stays identical).
+- any other mode: rejected as ``bad_mode_<MODE>`` (``photos.PHOTO_MODES`` lists the
+  accepted ones; the downloader accepts the same).
+
+EXIF orientation is applied (the seed ignored it, so a rotated photo came out sideways): the
+tag is read from the header, the upright size goes into the geometry, and the decoded photo
+is transposed before it is resized (transposing the smaller image). Only photos with a
+rotation tag pay for it (one transpose; they lose the decode-into-the-canvas shortcut).
+ICC profiles are ignored, as in the seed.
+
+Errors carry a ``code`` naming the cause (``zero_bytes``, ``html_body``, ``not_image``,
+``corrupt``, ``truncated``, ``decompression_bomb``, ``bad_mode_<MODE>``,
+``collage_too_large``), the same codes the downloader's validation uses; the message keeps
+the photo's number: ``photo 2: truncated: ...``.
 """
 
 from __future__ import annotations
@@ -59,15 +71,17 @@ from io import BytesIO
 from PIL import Image, ImageFile, JpegImagePlugin
 
 from unde_dagster.collages.canvas import Canvas, CanvasMemory
+from unde_dagster.collages.photos import (
+    OPEN_FORMATS,
+    PHOTO_MODES,
+    looks_like_html,
+    mode_code,
+    orientation,
+    upright,
+    upright_size,
+)
 from unde_dagster.collages.resampler import Resampler
 from unde_dagster.collages.resampler import active as active_resampler
-
-# Formats a product photo can plausibly be in (MPO comes through the JPEG opener).
-# Restricting ``Image.open`` keeps exotic decoders (EPS runs Ghostscript, for one) out of
-# reach of downloaded bytes.
-_WANTED_FORMATS = ("JPEG", "PNG", "WEBP", "GIF", "BMP", "TIFF", "AVIF")
-Image.init()
-_FORMATS = tuple(f for f in _WANTED_FORMATS if f in Image.OPEN)
 
 JPEG_MAX_DIMENSION = 65_535
 DEFAULT_MAX_PHOTO_PIXELS = 50_000_000
@@ -79,11 +93,21 @@ _DEEP_MODES = frozenset({"I", "F", "I;16", "I;16L", "I;16B", "I;16N"})
 
 
 class CollageError(Exception):
-    """A SKU's photos cannot become a collage; ``reason`` says why in plain words."""
+    """A SKU's photos cannot become a collage: ``reason`` says why in plain words (it becomes
+    the row's error message), ``code`` is the short cause that errors are counted by (empty
+    when raised without one, e.g. by the pool for a dead worker)."""
 
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
+    def __init__(self, reason: str, code: str = "") -> None:
+        super().__init__(reason, code)  # both in args: the error pickles back from a worker
         self.reason = reason
+        self.code = code
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+def _photo_error(index: int, code: str, detail: str) -> CollageError:
+    return CollageError(f"photo {index + 1}: {code}: {detail}", code)
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,10 +130,10 @@ def collage_geometry(
     so that widths never drift by a pixel from collages produced by the old workers.
     """
     if not sizes:
-        raise CollageError("no photos")
+        raise CollageError("no photos", "no_photos")
     for w, h in sizes:
         if w <= 0 or h <= 0:
-            raise CollageError(f"photo has an empty size {w}x{h}")
+            raise CollageError(f"photo has an empty size {w}x{h}", "corrupt")
     target_height = max(h for _, h in sizes)
     targets: list[tuple[int, int]] = []
     for w, h in sizes:
@@ -118,45 +142,50 @@ def collage_geometry(
     return targets, sum(w for w, _ in targets), target_height
 
 
-def _open(index: int, data: bytes, max_pixels: int) -> ImageFile.ImageFile:
-    """Open lazily (header only) and reject what must never be decoded."""
-    where = f"photo {index + 1}"
+def _open(index: int, data: bytes, max_pixels: int) -> tuple[ImageFile.ImageFile, int]:
+    """Open lazily (header only), reject what must never be decoded; with its orientation."""
     if not data:
-        raise CollageError(f"{where}: zero bytes")
+        raise _photo_error(index, "zero_bytes", "zero bytes")
     try:
-        img = Image.open(BytesIO(data), formats=_FORMATS)
+        img = Image.open(BytesIO(data), formats=OPEN_FORMATS)
     except Image.DecompressionBombError as exc:
-        raise CollageError(f"{where}: decompression bomb ({exc})") from None
+        raise _photo_error(index, "decompression_bomb", f"decompression bomb ({exc})") from None
     except Image.UnidentifiedImageError:
-        head = data[:256].lstrip().lower()
-        if head.startswith((b"<!doctype", b"<html", b"<?xml", b"<")):
-            raise CollageError(f"{where}: not an image (got an HTML/XML page)") from None
-        raise CollageError(f"{where}: not an image (unrecognised format)") from None
+        if looks_like_html(data):
+            raise _photo_error(index, "html_body", "not an image (got an HTML/XML page)") from None
+        raise _photo_error(index, "not_image", "not an image (unrecognised format)") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error) as exc:
-        raise CollageError(f"{where}: unreadable image header ({exc})") from None
+        raise _photo_error(index, "corrupt", f"unreadable image header ({exc})") from None
     w, h = img.size
+    problem: CollageError | None = None
     if w <= 0 or h <= 0:
-        img.close()
-        raise CollageError(f"{where}: empty image {w}x{h}")
-    if w * h > max_pixels:
-        img.close()
-        raise CollageError(
-            f"{where}: decompression bomb guard, {w}x{h} = {w * h} px > {max_pixels} px"
+        problem = _photo_error(index, "corrupt", f"empty image {w}x{h}")
+    elif w * h > max_pixels:
+        problem = _photo_error(
+            index, "decompression_bomb",
+            f"decompression bomb guard, {w}x{h} = {w * h} px > {max_pixels} px",
         )
-    return img
+    elif img.mode not in PHOTO_MODES:
+        problem = _photo_error(
+            index, f"bad_mode_{mode_code(img.mode)}", f"colour mode {img.mode} is not supported"
+        )
+    if problem is not None:
+        img.close()
+        raise problem
+    return img, orientation(img, data)
 
 
 def _load(index: int, img: ImageFile.ImageFile) -> None:
-    """Decode, turning every decoder failure into a readable CollageError."""
+    """Decode, turning every decoder failure into a CollageError that names the cause."""
     try:
         img.load()
     except Image.DecompressionBombError as exc:
-        raise CollageError(f"photo {index + 1}: decompression bomb ({exc})") from None
+        raise _photo_error(index, "decompression_bomb", f"decompression bomb ({exc})") from None
     except (OSError, ValueError, SyntaxError, EOFError, struct.error, MemoryError) as exc:
         text = str(exc) or type(exc).__name__
-        if "truncated" in text:
-            raise CollageError(f"photo {index + 1}: truncated image ({text})") from None
-        raise CollageError(f"photo {index + 1}: corrupt image data ({text})") from None
+        if "truncated" in text or "premature end" in text.lower():
+            raise _photo_error(index, "truncated", f"truncated image ({text})") from None
+        raise _photo_error(index, "corrupt", f"corrupt image data ({text})") from None
 
 
 def _decode_into(index: int, img: ImageFile.ImageFile, canvas: Image.Image, x: int) -> bool:
@@ -226,9 +255,11 @@ def lanczos3_upscale(
 
 
 def _place(
-    img: Image.Image, size: tuple[int, int], canvas: Canvas, x: int, r: Resampler
+    img: Image.Image, size: tuple[int, int], canvas: Canvas, x: int, r: Resampler,
+    orient: int = 1,
 ) -> None:
-    """Write the decoded ``img`` at ``size`` into the canvas at column ``x``.
+    """Write the decoded ``img``, turned upright by ``orient``, at ``size`` into the canvas
+    at column ``x``.
 
     An RGB photo's last resize pass writes into its slot of the canvas (straight, with
     cykooz; Pillow's result is pasted); other modes are resized on their own and pasted.
@@ -239,6 +270,10 @@ def _place(
     src = _to_pasteable(img)
     if src is not img:
         img.close()
+    turned = upright(src, orient)  # before resizing: the smaller image is transposed
+    if turned is not src:
+        src.close()
+        src = turned
     if src.mode in r.modes and src.width != size[0] and src.height != size[1]:
         mid = r.resize(src, (size[0], src.height))
         src.close()
@@ -280,29 +315,35 @@ def build_collage(
     ``UNDE_COLLAGE_RESAMPLER`` picks (``resampler.active``: cykooz if installed).
     """
     if not photos:
-        raise CollageError("no photos")
+        raise CollageError("no photos", "no_photos")
     r = resampler or active_resampler()
     opened: list[ImageFile.ImageFile] = []
+    orients: list[int] = []
     try:
         for i, data in enumerate(photos):
-            opened.append(_open(i, data, max_photo_pixels))
-        sources = tuple(img.size for img in opened)
+            img, orient = _open(i, data, max_photo_pixels)
+            opened.append(img)
+            orients.append(orient)
+        sources = tuple(upright_size(img.size, o) for img, o in zip(opened, orients, strict=True))
         targets, width, height = collage_geometry(sources)
         if width > JPEG_MAX_DIMENSION or height > JPEG_MAX_DIMENSION:
             raise CollageError(
-                f"collage {width}x{height} exceeds the JPEG limit of {JPEG_MAX_DIMENSION} px"
+                f"collage {width}x{height} exceeds the JPEG limit of {JPEG_MAX_DIMENSION} px",
+                "collage_too_large",
             )
         if width * height > max_canvas_pixels:
             raise CollageError(
                 f"collage {width}x{height} = {width * height} px exceeds the "
-                f"{max_canvas_pixels} px limit (decompression bomb guard)"
+                f"{max_canvas_pixels} px limit (decompression bomb guard)",
+                "collage_too_large",
             )
         canvas = (canvas_memory or CanvasMemory(keep_bytes=0)).canvas(width, height)
         x = 0
-        for i, (img, target) in enumerate(zip(opened, targets, strict=True)):
-            if not (img.size == target and _decode_into(i, img, canvas.image, x)):
+        for i, (img, orient, target) in enumerate(zip(opened, orients, targets, strict=True)):
+            fits = orient == 1 and img.size == target
+            if not (fits and _decode_into(i, img, canvas.image, x)):
                 _load(i, img)
-                _place(img, target, canvas, x, r)
+                _place(img, target, canvas, x, r, orient)
             img.close()
             x += target[0]
         opened.clear()

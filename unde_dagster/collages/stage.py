@@ -39,7 +39,8 @@ class CollageOutcome:
 
 
 def reason_code(message: str) -> str:
-    """A short, countable code from a readable error message."""
+    """A short, countable code from a readable error message (for errors raised without a
+    code of their own, e.g. the pool's ``collage worker process died``)."""
     head = message.split(":", 1)[0].strip().lower()
     return "_".join(head.split()[:4]) or "collage_error"
 
@@ -86,7 +87,7 @@ def collage_batch(
         for row_id, result in pool.map(inputs(readers)):
             row = by_id[row_id]
             if isinstance(result, CollageError):
-                fail(row, reason_code(result.reason), result.reason)
+                fail(row, result.code or reason_code(result.reason), result.reason)
                 continue
             try:
                 _store(row, result, token, conn, upload, outcome)

@@ -9,6 +9,7 @@ import psycopg
 from PIL import Image
 
 from unde_dagster.collages.compose import collage_geometry
+from unde_dagster.collages.photos import orientation, upright_size
 from unde_dagster.db import queues
 from unde_dagster.db.health import Verdict
 from unde_dagster.storage import original_key
@@ -33,5 +34,6 @@ def collage_dimensions(
 
 
 def _size(body: bytes) -> tuple[int, int]:
+    """Upright size: the collage turned rotated originals by their EXIF orientation."""
     with Image.open(BytesIO(body)) as img:
-        return img.size
+        return upright_size(img.size, orientation(img, body))
