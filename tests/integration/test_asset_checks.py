@@ -94,17 +94,22 @@ def test_sku_pending_past_24h_fails_and_alerts(
 def test_last_batch_error_rate(
     staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:
-    def log(errors: int, minute: int) -> None:
+    def log(errors: int, minute: int, name: str = "collage_worker") -> None:
         staging.execute(
             "INSERT INTO scraper_logs (scraper_name, status, records_fetched, records_errors, "
-            "started_at, metadata) VALUES ('collage_worker', 'partial', 10, %s, "
+            "started_at, metadata) VALUES (%s, 'partial', 10, %s, "
             "NOW() - make_interval(mins => %s), %s)",
-            (errors, minute, json.dumps({"brand": "zara"})),
+            (name, errors, minute, json.dumps({"brand": "zara"})),
         )
     log(5, 10)
     failed = run_check("product_collages", "last_batch_error_rate", resources, instance)
     assert not failed.passed
     assert failed.metadata["by_brand"].value["zara"]["error_rate"] == 0.5
+    log(1, 5, "collage_worker_retry")  # the retry pass's batch counts too
+    assert run_check("product_collages", "last_batch_error_rate", resources, instance).passed
+    log(6, 3, "collage_worker_retry")
+    retried = run_check("product_collages", "last_batch_error_rate", resources, instance)
+    assert retried.metadata["by_brand"].value["zara"]["error_rate"] == 0.6
     log(1, 1)  # a newer batch decides
     assert run_check("product_collages", "last_batch_error_rate", resources, instance).passed
     strict = {**resources, "check_thresholds": CheckThresholds(max_batch_error_rate=0.05)}

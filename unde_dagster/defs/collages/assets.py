@@ -20,9 +20,9 @@ from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore
 
-# The `scraper_logs` names its error-rate check reads (the retry pass logs as
-# `collage_worker_retry`).
-COLLAGE_LOGS = ("collage_worker",)
+# The `scraper_logs` names of its batches: new work, and the hourly retry pass (the error-rate
+# check reads both, as the originals' does).
+COLLAGE_LOGS = ("collage_worker", "collage_worker_retry")
 
 
 @dg.asset(
@@ -56,7 +56,7 @@ def product_collages(
             COLLAGE_QUEUE,
             rules=collage_maker.claim_rules(),
             config=config,
-            scraper_name="collage_worker_retry" if config.retry_errors else "collage_worker",
+            scraper_name=COLLAGE_LOGS[1] if config.retry_errors else COLLAGE_LOGS[0],
             process=partial(
                 collage_batch,
                 token=context.run.run_id,
