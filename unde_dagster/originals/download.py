@@ -94,6 +94,7 @@ class BatchSummary:
     photos_skipped: int = 0
     errors_by_reason: Counter[str] = field(default_factory=Counter)
     callback_errors: int = 0
+    """Callbacks that raised; the first one stops the batch."""
     elapsed_s: float = 0.0
 
 
@@ -194,15 +195,18 @@ async def download_skus(
 ) -> BatchSummary:
     """Download every SKU, calling ``on_sku_done(sku, result)`` as each finishes.
 
-    A failing SKU, or a failing callback (logged, counted in ``callback_errors``),
-    never stops the batch. The callback runs on the event loop: do blocking work
-    (boto3, psycopg) in ``asyncio.to_thread``.
+    A failing SKU never stops the batch; a failing callback does (an outage such as
+    ``ServiceOutage`` would fail every SKU the same way, and a bug must not be hidden): no
+    SKU is started after it, the SKUs in progress are cancelled, and its exception is
+    raised. The callback runs on the event loop: do blocking work (boto3, psycopg) in
+    ``asyncio.to_thread``.
     """
     s = settings or DownloadSettings()
     summary = BatchSummary()
     t0 = fetcher.clock()
     window = asyncio.Semaphore(max(1, s.sku_window))
     running: set[asyncio.Task[None]] = set()
+    failed: list[Exception] = []
 
     async def run_one(sku: SkuPhotos) -> None:
         try:
@@ -216,20 +220,28 @@ async def download_skus(
                 summary.errors_by_reason[result.error.reason] += 1
                 log.info("SKU %s failed: %s", sku.sku_id, result.error)
             summary.photos_skipped += len(result.skipped)
-            try:
-                await on_sku_done(sku, result)
-            except Exception:
-                summary.callback_errors += 1
-                log.exception("on_sku_done failed for SKU %s", sku.sku_id)
+            await on_sku_done(sku, result)
+        except Exception as exc:  # the callback's: the batch stops
+            summary.callback_errors += 1
+            failed.append(exc)
         finally:
             window.release()
 
-    for sku in skus:
-        await window.acquire()
-        task = asyncio.create_task(run_one(sku))
-        running.add(task)
-        task.add_done_callback(running.discard)
-    while running:
-        await asyncio.gather(*list(running))
+    try:
+        for sku in skus:
+            await window.acquire()
+            if failed:
+                break
+            task = asyncio.create_task(run_one(sku))
+            running.add(task)
+            task.add_done_callback(running.discard)
+        while running and not failed:
+            await asyncio.wait(list(running), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*list(running), return_exceptions=True)
     summary.elapsed_s = fetcher.clock() - t0
+    if failed:
+        raise failed[0]
     return summary
