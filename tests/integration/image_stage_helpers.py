@@ -6,10 +6,12 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import dagster as dg
 import psycopg
 import requests
+from PIL import Image
 from psycopg.rows import dict_row
 
 from unde_dagster.defs.catalog.assets import raw_products
@@ -151,3 +153,30 @@ def logs(conn: psycopg.Connection, scraper_name: str) -> list[dict[str, Any]]:
             (scraper_name,),
         )
         return cur.fetchall()
+
+
+def pin_body(stack: LocalStack, url: str, body: bytes, content_type: str = "image/jpeg") -> None:
+    """Have the CDN emulator serve exactly `body` for this photo URL (its path, any query),
+    under the Content-Type a sloppy CDN would claim."""
+    assert stack.emulators is not None
+    route = f"{stack.emulators.base_url('cdn_proxy')}/_emulator/cdn/bodies{urlsplit(url).path}"
+    requests.put(route, data=body, headers={"Content-Type": content_type},
+                 timeout=10).raise_for_status()
+
+
+@contextmanager
+def pinned_bodies(stack: LocalStack) -> Iterator[None]:
+    """Forget every pinned body afterwards (the session's stack is shared)."""
+    assert stack.emulators is not None
+    try:
+        yield
+    finally:
+        requests.delete(f"{stack.emulators.base_url('cdn_proxy')}/_emulator/cdn/bodies",
+                        timeout=10).raise_for_status()
+
+
+def smooth_photo(seed: int = 0) -> Image.Image:
+    """A 400x600 photo-like RGB picture that compresses well (bodies stay small)."""
+    img = Image.linear_gradient("L").resize((400, 600)).convert("RGB")
+    img.paste((40 + seed * 9 % 200, 90, 200), (100, 150, 300, 450))
+    return img

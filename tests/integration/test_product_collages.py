@@ -21,9 +21,14 @@ from tests.integration.image_stage_helpers import (
     materialize,
     metadata,
     object_store,
+    pin_body,
+    pinned_bodies,
     skus,
     small_catalog,
+    smooth_photo,
+    warm_photos,
 )
+from tests.unit.test_originals_validate import ODD_VALID, QUADRANTS, SIZE, odd_body
 from unde_dagster.collages.compose import collage_geometry
 from unde_dagster.defs.collages.assets import product_collages
 from unde_dagster.defs.originals.assets import product_originals
@@ -116,12 +121,13 @@ def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
         assert "NoSuchKey" in gone["error_message"]
         bad = after[corrupt["external_id"]]
         assert bad["image_status"] == "error" and bad["image_error_stage"] == "collage"
-        assert bad["error_message"] == "photo 1: not an image (got an HTML/XML page)"
+        assert bad["error_message"] == "photo 1: html_body: not an image (got an HTML/XML page)"
         for row in (gone, bad):
             assert row["collage_url"] is None and row["claim_token"] is None
 
         meta = metadata(result, "product_collages")
         assert (meta["claimed"], meta["collages_made"], meta["errors"]) == (4, 2, 2)
+        assert meta["errors_by_reason"] == {"original_unreadable": 1, "html_body": 1}
         assert meta["skus_by_image_status"] == {"collage_ready": 2, "error": 2}
         assert meta["preview"].startswith("![collage](")
         assert after[mixed["external_id"]]["collage_url"] in meta["preview"] or (
@@ -137,3 +143,80 @@ def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
                          "product_collages")
         assert again["claimed"] == 0
         assert len(logs(staging, "collage_worker")) == 1
+
+
+def _lab_tiff() -> bytes:
+    buf = io.BytesIO()
+    Image.new("LAB", SIZE, (50, 10, 10)).save(buf, "TIFF")
+    return buf.getvalue()
+
+
+# Originals that fail at the collage stage (put in the store after the download, as an old
+# server's or a damaged copy would be): code each must be counted under.
+BROKEN_ORIGINALS = {
+    "truncated": lambda: odd_body("truncated_jpeg", smooth_photo()),
+    "decompression_bomb": lambda: odd_body("bomb_jpeg"),
+    "bad_mode_LAB": _lab_tiff,
+}
+
+
+def test_odd_encodings_end_collage_ready_upright_and_broken_originals_fail_with_their_cause(
+    stack: LocalStack, staging: psycopg.Connection, resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+) -> None:
+    """Through the real stages: one SKU per odd encoding (photo 2, served by the CDN
+    emulator under a .jpg URL) among good ones. All are downloaded and end collage_ready,
+    RGB, at the geometry of their upright sizes (EXIF-rotated photos turned upright, pixels
+    too); originals broken in the store fail with a code naming the cause."""
+    warm_photos(stack)
+    store = object_store(stack)
+    s3 = store.get_client()
+    odd, n_good = sorted(ODD_VALID), 2
+    with small_catalog(stack, BRAND, len(odd) + len(BROKEN_ORIGINALS) + n_good, photos=2), \
+            pinned_bodies(stack):
+        res = {**resources, "photo_downloader": fast_downloader(stack)}
+        load_catalog(BRAND, res, instance)
+        rows = list(skus(staging, BRAND).values())
+        kinds = {row["external_id"]: kind for row, kind in zip(rows, odd, strict=False)}
+        for row in rows[: len(odd)]:
+            body = odd_body(kinds[row["external_id"]], smooth_photo(row["id"]))
+            pin_body(stack, row["original_image_urls"][1], body)
+        materialize([product_originals], BRAND, res, instance)
+        assert {r["image_status"] for r in skus(staging, BRAND).values()} == {"uploaded"}
+        broken = dict(zip((r["external_id"] for r in rows[len(odd):]), BROKEN_ORIGINALS,
+                          strict=False))
+        for ext, code in broken.items():
+            store.put_public(s3, original_key(BRAND, ext, 2), BROKEN_ORIGINALS[code]())
+
+        result = materialize([product_collages], BRAND, resources, instance)
+
+        after = skus(staging, BRAND)
+        for ext, code in broken.items():
+            row = after[ext]
+            assert row["image_status"] == "error" and row["image_error_stage"] == "collage"
+            assert row["error_message"].startswith(f"photo 2: {code}: "), row["error_message"]
+        ready = [ext for ext in after if ext not in broken]
+        assert len(ready) == len(odd) + n_good
+        for ext in ready:
+            row = after[ext]
+            assert row["image_status"] == "collage_ready", (kinds.get(ext), row["error_message"])
+            first = Image.open(io.BytesIO(store.get_bytes(s3, original_key(BRAND, ext, 1))))
+            second = SIZE if ext in kinds else Image.open(io.BytesIO(
+                store.get_bytes(s3, original_key(BRAND, ext, 2)))).size
+            targets, width, height = collage_geometry([first.size, second])
+            got = requests.get(row["collage_url"], timeout=10)
+            assert got.status_code == 200
+            with Image.open(io.BytesIO(got.content)) as img:
+                assert (img.format, img.mode, img.size) == ("JPEG", "RGB", (width, height))
+                collage = img.convert("RGB")
+            if kinds.get(ext, "").startswith("exif"):  # stored on its side, shown upright
+                x0, (w, h) = targets[0][0], targets[1]
+                for i, colour in enumerate(QUADRANTS):
+                    x, y = x0 + w // 4 + (i % 2) * w // 2, h // 4 + (i // 2) * h // 2
+                    box = (x - w // 10, y - h // 10, x + w // 10, y + h // 10)
+                    mean = ImageStat.Stat(collage.crop(box)).mean
+                    assert all(abs(m - c) < 8 for m, c in zip(mean, colour, strict=True))
+
+        meta = metadata(result, "product_collages")
+        assert meta["collages_made"] == len(ready)
+        assert meta["errors_by_reason"] == {code: 1 for code in BROKEN_ORIGINALS}

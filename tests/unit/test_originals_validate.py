@@ -77,10 +77,11 @@ def sideways_jpeg(orient: int, upright: Image.Image | None = None) -> bytes:
     return _save(img.transpose(inverse), "JPEG", quality=95, exif=exif)
 
 
-def odd_body(kind: str) -> bytes:
+def odd_body(kind: str, base: Image.Image | None = None) -> bytes:
     """Real encoded bodies of each odd-but-valid (``ODD_VALID``) or broken (``BROKEN``)
-    kind, made by Pillow: what brand CDNs actually serve."""
-    photo = Image.effect_noise(SIZE, 48).convert("RGB")
+    kind, made by Pillow: what brand CDNs actually serve. ``base`` is the RGB picture
+    (``SIZE``; noise by default, which resists compression: a worst case for the codecs)."""
+    photo = base or Image.effect_noise(SIZE, 48).convert("RGB")
     if kind == "cmyk_jpeg":
         return _save(photo.convert("CMYK"), "JPEG", quality=90)
     if kind == "rgba_png":

@@ -9,6 +9,11 @@ served in origin form on the proxy's port (no auth) for debugging with a browser
 Proxy requests arrive in absolute form (`GET http://cdn.brand-images.test/zara/... HTTP/1.1`);
 aiohttp keeps that URL in `request.raw_path` and routes on its path, which is all we need.
 CONNECT (https tunnelling) is not implemented: local CDN URLs are plain http.
+
+A test can pin the body of one photo path (`PUT /_emulator/cdn/bodies/<path>` with the bytes
+and their Content-Type; `DELETE /_emulator/cdn/bodies` forgets them all): a real WebP, GIF or
+EXIF-rotated photo served under a `.jpg` URL, as brand CDNs do, beyond the fault rules'
+fixed set of bad bodies.
 """
 
 from __future__ import annotations
@@ -39,6 +44,8 @@ class ProxyConfig:
 
 CONFIG = web.AppKey("cdn_proxy_config", ProxyConfig)
 POOL = web.AppKey("cdn_proxy_pool", PhotoPool)
+BODIES = web.AppKey("cdn_proxy_bodies", dict[str, tuple[bytes, str]])
+BODIES_ROUTE = "/_emulator/cdn/bodies"
 
 
 def _brd_error(status: int, code: str, message: str) -> web.Response:
@@ -67,6 +74,9 @@ async def _serve_photo(request: web.Request, path: str) -> web.Response:
         return web.Response(status=405, headers={"Allow": "GET, HEAD"})
     if not PHOTO_PATH.match(path) or ".." in path:
         return web.Response(status=404, text="Not Found\n", content_type="text/plain")
+    pinned = request.app[BODIES].get(path)
+    if pinned is not None:
+        return web.Response(body=pinned[0], headers={"Content-Type": pinned[1]})
     width = None
     if request.query.get("w", "").isdigit():
         width = int(request.query["w"])
@@ -88,6 +98,20 @@ async def handle(request: web.Request) -> web.StreamResponse:
     if host not in config.cdn_hosts:
         return _brd_error(502, "target_unreachable", f"Could not resolve host {host}")
     return await _serve_photo(request, request.path)
+
+
+async def put_body(request: web.Request) -> web.Response:
+    """Pin the body served for one photo path (whatever the query string)."""
+    path = "/" + request.match_info["path"]
+    body = await request.read()
+    ctype = request.headers.get("Content-Type", "image/jpeg")
+    request.app[BODIES][path] = (body, ctype)
+    return web.json_response({"path": path, "bytes": len(body)}, status=201)
+
+
+async def clear_bodies(request: web.Request) -> web.Response:
+    request.app[BODIES].clear()
+    return web.json_response({"bodies": 0})
 
 
 async def handle_connect(request: web.Request) -> web.Response:
@@ -118,7 +142,10 @@ def create_app(faults: FaultInjector, *, user: str, password: str,
     app = web.Application(middlewares=[faults.middleware])
     app[CONFIG] = ProxyConfig(user, password, frozenset(h.lower() for h in cdn_hosts))
     app[POOL] = pool or PhotoPool()
+    app[BODIES] = {}
     faults.add_routes(app)
+    app.router.add_put(BODIES_ROUTE + "/{path:.+}", put_body)
+    app.router.add_delete(BODIES_ROUTE, clear_bodies)
     app.router.add_route("CONNECT", "/{tail:.*}", handle_connect)
     app.router.add_route("*", "/{tail:.*}", handle)
     return app
