@@ -13,7 +13,8 @@ from psycopg.types.json import Jsonb
 
 @dataclass
 class BatchLog:
-    """Counts of one batch; `status` follows the seed: success | partial | error."""
+    """Counts of one batch; `status` follows the seed: success | partial | error, plus
+    `crashed` for a batch that stopped before its end (an outage, a bug, an interrupt)."""
 
     scraper_name: str
     run_id: str
@@ -24,6 +25,7 @@ class BatchLog:
     errors: int = 0
     error_message: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    crashed: bool = False
     _t0: float = field(default_factory=time.monotonic, repr=False)
 
     @property
@@ -32,6 +34,8 @@ class BatchLog:
 
     @property
     def status(self) -> str:
+        if self.crashed:
+            return "crashed"
         if self.error_message is not None:
             return "error"
         if self.errors and self.errors >= self.fetched:

@@ -20,6 +20,7 @@ from unde_dagster.db.claims import (
 )
 from unde_dagster.db.leases import Connect, LeaseHeartbeat, sibling_connect
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.outages import outage_of
 
 OutcomeT = TypeVar("OutcomeT", bound="BatchOutcome")
 
@@ -89,8 +90,10 @@ def drain_queue(
     Claims other runs hold are settled first and reported (log + metadata): those of runs
     that are over or whose lease expired are released, so a re-run after a kill resumes at
     once; live ones are left alone. A heartbeat on its own connection (`connect`, default:
-    one like `conn`) renews the batch's lease while it is processed. Each batch gets its
-    `scraper_logs` row and its errors in the run's log.
+    one like `conn`) renews the batch's lease while it is processed. Each batch that started
+    gets its `scraper_logs` row and its errors in the run's log, `crashed` if it did not end.
+    An outage fails the step with a retryable `dg.Failure` naming the service (the op retry
+    policy tries again soon: a short outage costs a retry, not the SKUs' attempts).
     """
     brand, token = context.partition_key, context.run.run_id
     held = release_stale_claims(conn, queue, brand, partial(run_is_over, context.instance), token)
@@ -103,8 +106,23 @@ def drain_queue(
         if not rows:
             return
         log = BatchLog(scraper_name=scraper_name, run_id=token)
-        with LeaseHeartbeat(connect, token, lease_s=rules.lease_s, every_s=rules.renew_s) as beat:
-            outcome = process(rows)
+        log.metadata = {"brand": brand, "retry_pass": config.retry_errors}
+        try:
+            with LeaseHeartbeat(
+                connect, token, lease_s=rules.lease_s, every_s=rules.renew_s
+            ) as beat:
+                outcome = process(rows)
+        except BaseException as exc:  # interrupts too: re-raised untouched below
+            log_crash(context, conn, log, number, len(rows), exc)
+            outage = outage_of(exc) if isinstance(exc, Exception) else None
+            if outage is None:
+                raise
+            notes = "; ".join(getattr(outage, "__notes__", []))
+            raise dg.Failure(
+                description=f"batch {number} stopped: {outage}" + (f" ({notes})" if notes else ""),
+                metadata={"service": outage.service, "batch": number},
+                allow_retries=True,
+            ) from exc
         if beat.failures:
             context.log.warning(
                 f"batch {number}: {len(beat.failures)} lease renewals failed "
@@ -112,11 +130,7 @@ def drain_queue(
             )
         errors = sum(outcome.errors_by_reason.values())
         log.fetched, log.new, log.errors = outcome.claimed, outcome.done, errors
-        log.metadata = {
-            "brand": brand,
-            "retry_pass": config.retry_errors,
-            "errors_by_reason": dict(outcome.errors_by_reason),
-        }
+        log.metadata["errors_by_reason"] = dict(outcome.errors_by_reason)
         write_scraper_log(conn, log)
         context.log.info(
             f"batch {number}: {outcome.done}/{outcome.claimed} done, "
@@ -125,6 +139,39 @@ def drain_queue(
         for sample in outcome.error_samples:
             context.log.warning(sample)
         yield outcome
+
+
+def log_crash(
+    context: dg.AssetExecutionContext,
+    conn: psycopg.Connection,
+    log: BatchLog,
+    number: int,
+    claimed: int,
+    exc: BaseException,
+) -> None:
+    """Write the `crashed` row of a batch that did not end, with what it did when known (an
+    outage carries the batch's outcome). If the DB is down this fails too: say so and go on."""
+    outage = outage_of(exc) if isinstance(exc, Exception) else None
+    done: BatchOutcome | None = getattr(outage, "outcome", None)
+    log.crashed = True
+    log.fetched = claimed
+    if done is not None:
+        log.new, log.errors = done.done, sum(done.errors_by_reason.values())
+        log.metadata["errors_by_reason"] = dict(done.errors_by_reason)
+    log.error_message = f"{type(exc).__name__}: {exc}"[:2000]
+    log.metadata.update(
+        error=log.error_message,
+        error_type=type(exc).__name__,
+        service=outage.service if outage else None,
+        counts_known=done is not None,
+    )
+    try:
+        write_scraper_log(conn, log)
+    except Exception as failed:
+        context.log.error(
+            f"batch {number} crashed ({log.error_message}) and its scraper_logs row could "
+            f"not be written: {type(failed).__name__}: {failed}"
+        )
 
 
 def report_held_claims(context: dg.AssetExecutionContext, held: list[HeldClaim]) -> None:

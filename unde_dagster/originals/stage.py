@@ -2,12 +2,15 @@
 
 Blocking work (boto3, psycopg) runs in threads off the download event loop; DB writes are
 serialised on the batch's one connection. Every SKU ends `uploaded` or `error` with a reason;
-nothing a single SKU does stops the batch.
+nothing a single SKU does stops the batch. An outage (object store or Staging DB down) does:
+it is no SKU's fault, so no SKU is marked error for it, nothing more is stored, the SKUs
+recorded stay recorded and the run's other claims are given back with their attempts.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -17,10 +20,13 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, release_claims
 from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
 from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
+from unde_dagster.outages import outage_of
 from unde_dagster.storage import original_key
+
+log = logging.getLogger(__name__)
 
 Upload = Callable[[str, bytes], str]  # (key, body) -> public URL
 
@@ -67,25 +73,43 @@ def download_batch(
     fetch_settings: FetchSettings,
     download_settings: DownloadSettings,
 ) -> OriginalsOutcome:
+    """Raises `ServiceOutage` (its `outcome` = this batch's so far) when a service is down."""
     outcome = OriginalsOutcome(claimed=len(rows))
     db_lock = threading.Lock()
+    stopped = threading.Event()  # set by the first outage: the other threads store nothing
 
     def store(sku: SkuPhotos, result: SkuResult) -> None:
+        if stopped.is_set():
+            return
+        try:
+            _store(sku, result)
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            stopped.set()
+            raise outage from exc
+
+    def _store(sku: SkuPhotos, result: SkuResult) -> None:
         row = sku.context
         if result.error is not None:
             reason, message = result.error.reason, str(result.error)
         else:
             try:
                 reason, message = "", ""
-                _upload_and_record(row, result, token, conn, db_lock, upload, public_url, outcome)
+                _upload_and_record(
+                    row, result, token, conn, db_lock, upload, public_url, outcome, stopped
+                )
                 return
-            except Exception as exc:  # S3 or DB failure: this SKU fails, the batch goes on
+            except Exception as exc:  # this SKU's object refused: it fails, the batch goes on
+                if outage_of(exc) is not None:
+                    raise
                 reason, message = "store_error", f"store_error: {type(exc).__name__}: {exc}"
+        with db_lock:
+            mark_error(conn, DOWNLOAD_QUEUE, row["id"], token, message)
         outcome.errors_by_reason[reason] += 1
         if len(outcome.error_samples) < 10:
             outcome.error_samples.append(f"{row['external_id']}: {message}")
-        with db_lock:
-            mark_error(conn, DOWNLOAD_QUEUE, row["id"], token, message)
 
     async def on_done(sku: SkuPhotos, result: SkuResult) -> None:
         await asyncio.to_thread(store, sku, result)
@@ -94,8 +118,32 @@ def download_batch(
         async with PhotoFetcher(fetch_settings) as fetcher:
             await download_skus([to_sku(r) for r in rows], fetcher, on_done, download_settings)
 
-    asyncio.run(run())
+    try:
+        asyncio.run(run())  # returns once every store thread has finished
+    except Exception as exc:
+        stopped.set()
+        outage = outage_of(exc)
+        _give_back(conn, token, outage or exc)
+        if outage is None:
+            raise
+        outage.outcome = outcome
+        if outage is exc:
+            raise
+        raise outage from exc
     return outcome
+
+
+def _give_back(conn: psycopg.Connection, token: str, exc: Exception) -> None:
+    """Release the run's claims not recorded yet, attempts given back: the SKUs were not at
+    fault. If the DB itself is down this fails too; the short lease gives them back then."""
+    try:
+        released = release_claims(conn, [token], DOWNLOAD_QUEUE).get(token, 0)
+    except Exception as failed:
+        note = f"claims not released ({type(failed).__name__}: {failed}); their lease ends them"
+        log.warning("batch stopped by %s: %s", type(exc).__name__, note)
+        exc.add_note(note)
+        return
+    exc.add_note(f"{released} claimed SKUs not done were released, attempts given back")
 
 
 def _upload_and_record(
@@ -107,10 +155,13 @@ def _upload_and_record(
     upload: Upload,
     public_url: Callable[[str], str],
     outcome: OriginalsOutcome,
+    stopped: threading.Event,
 ) -> None:
     brand, ext = row["brand"], row["external_id"]
     sources = {str(n): url for n, url in already_uploaded(row).items()}
     for photo in result.photos:
+        if stopped.is_set():
+            return
         upload(original_key(brand, ext, photo.n), photo.data)
         sources[str(photo.n)] = photo.url
         outcome.photos_uploaded += 1
@@ -119,6 +170,8 @@ def _upload_and_record(
     urls = [public_url(original_key(brand, ext, n)) for n in range(1, count + 1)]
     sources = {n: u for n, u in sources.items() if int(n) <= count}
     with db_lock, conn.transaction():
+        if stopped.is_set():
+            return
         cur = conn.execute(
             "UPDATE raw_products SET image_urls = %s, original_sources = %s, "
             "image_status = 'uploaded', error_message = NULL, image_error_stage = NULL, "
