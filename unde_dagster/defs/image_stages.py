@@ -158,6 +158,8 @@ def log_crash(
     if done is not None:
         log.new, log.errors = done.done, sum(done.errors_by_reason.values())
         log.metadata["errors_by_reason"] = dict(done.errors_by_reason)
+        for sample in done.error_samples:
+            context.log.warning(sample)
     log.error_message = f"{type(exc).__name__}: {exc}"[:2000]
     log.metadata.update(
         error=log.error_message,
