@@ -2,6 +2,8 @@
 
 Photos are read from the store one SKU ahead of the process pool (bounded memory); each
 finished collage is uploaded and recorded at once, so a killed run keeps what it finished.
+An outage (object store or Staging DB down) stops the batch: no SKU is marked error for it,
+and the run's other claims are given back with their attempts (`claims.stop_batch`).
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import psycopg
 
 from unde_dagster.collages.compose import CollageError, CollageResult
 from unde_dagster.collages.pool import CollagePool
-from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error
+from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error, stop_batch
+from unde_dagster.outages import outage_of
 from unde_dagster.storage import collage_key, original_key
 
 Upload = Callable[[str, bytes], str]
@@ -78,21 +81,28 @@ def collage_batch(
             try:
                 photos = list(readers.map(fetch, keys))
             except Exception as exc:
+                if outage_of(exc) is not None:
+                    raise
                 detail = f"{type(exc).__name__}: {exc}"
                 fail(row, "original_unreadable", f"original_unreadable: {detail}")
                 continue
             yield row["id"], photos
 
-    with ThreadPoolExecutor(max_workers=5, thread_name_prefix="s3-read") as readers:
-        for row_id, result in pool.map(inputs(readers)):
-            row = by_id[row_id]
-            if isinstance(result, CollageError):
-                fail(row, result.code or reason_code(result.reason), result.reason)
-                continue
-            try:
-                _store(row, result, token, conn, upload, outcome)
-            except Exception as exc:  # S3 or DB failure on this SKU only
-                fail(row, "store_error", f"store_error: {type(exc).__name__}: {exc}")
+    try:
+        with ThreadPoolExecutor(max_workers=5, thread_name_prefix="s3-read") as readers:
+            for row_id, result in pool.map(inputs(readers)):
+                row = by_id[row_id]
+                if isinstance(result, CollageError):
+                    fail(row, result.code or reason_code(result.reason), result.reason)
+                    continue
+                try:
+                    _store(row, result, token, conn, upload, outcome)
+                except Exception as exc:  # this SKU's object refused; an outage stops all
+                    if outage_of(exc) is not None:
+                        raise
+                    fail(row, "store_error", f"store_error: {type(exc).__name__}: {exc}")
+    except Exception as exc:
+        stop_batch(exc, conn, token, COLLAGE_QUEUE, outcome)
     return outcome
 
 

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import psycopg
 from psycopg.rows import dict_row
@@ -248,3 +248,32 @@ def release_stale_claims(
             if live > 0:
                 report.append(HeldClaim(str(token), live, "left alone: lease live", until))
     return report
+
+
+def stop_batch(
+    exc: Exception, conn: psycopg.Connection, token: str, queue: StageQueue, outcome: Any
+) -> NoReturn:
+    """End a batch that `exc` stopped: the run's claims not recorded yet go back with their
+    attempts (the SKUs were not at fault), and an outage is raised as `ServiceOutage`
+    carrying the batch's `outcome` so far; any other error is raised as it is.
+
+    If the database itself is down the release fails too; the short lease ends the claims.
+    """
+    from unde_dagster.outages import outage_of  # outages imports the clients, claims need not
+
+    outage = outage_of(exc)
+    stopped = outage or exc
+    try:
+        released = release_claims(conn, [token], queue).get(token, 0)
+    except Exception as failed:
+        stopped.add_note(
+            f"claims not released ({type(failed).__name__}: {failed}); their lease ends them"
+        )
+    else:
+        stopped.add_note(f"{released} claimed SKUs not done were released, attempts given back")
+    if outage is None:
+        raise exc
+    outage.outcome = outcome
+    if outage is exc:
+        raise outage
+    raise outage from exc
