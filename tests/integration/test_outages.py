@@ -30,7 +30,9 @@ from tests.integration.image_stage_helpers import (
     small_catalog,
     warm_photos,
 )
+from unde_dagster.defs.collages.assets import product_collages
 from unde_dagster.defs.originals.assets import product_originals
+from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore
 from unde_local.stack import LocalStack
@@ -137,29 +139,30 @@ def slow_resources(stack: LocalStack, resources: dict[str, Any]) -> dict[str, An
 def clean_prefix(stack: LocalStack) -> None:
     """Earlier tests' objects of the brand would look like orphans here."""
     store = object_store(stack)
-    for key in stored_keys(store):
+    for key in [*stored_keys(store), *stored_keys(store, "collages")]:
         store.get_client().delete_object(Bucket=store.bucket, Key=key)
 
 
-def stored_keys(store: ObjectStore) -> list[str]:
+def stored_keys(store: ObjectStore, stage: str = "originals") -> list[str]:
     pages = (
         store.get_client()
         .get_paginator("list_objects_v2")
-        .paginate(Bucket=store.bucket, Prefix=f"originals/{BRAND}/")
+        .paginate(Bucket=store.bucket, Prefix=f"{stage}/{BRAND}/")
     )
     return [o["Key"] for page in pages for o in page.get("Contents", [])]
 
 
-def when_uploaded(staging_url: str, count: int, then: Callable[[], None]) -> threading.Thread:
-    """Call `then` once `count` of the brand's SKUs are recorded `uploaded` (in a thread)."""
+def when_uploaded(
+    staging_url: str, count: int, then: Callable[[], None], status: str = "uploaded"
+) -> threading.Thread:
+    """Call `then` once `count` of the brand's SKUs are recorded in `status` (in a thread)."""
 
     def watch() -> None:
         with psycopg.connect(staging_url, autocommit=True) as conn:
             for _ in range(600):
                 (done,) = conn.execute(
-                    "SELECT count(*) FROM raw_products WHERE brand = %s "
-                    "AND image_status = 'uploaded'",
-                    (BRAND,),
+                    "SELECT count(*) FROM raw_products WHERE brand = %s AND image_status = %s",
+                    (BRAND, status),
                 ).fetchone() or (0,)
                 if done >= count:
                     then()
@@ -291,3 +294,48 @@ def test_staging_db_lost_mid_batch_stops_the_batch_and_says_so(
         assert {ext: r["image_attempts"] for ext, r in final.items()} == {
             ext: n + 1 for ext, n in before.items()
         }
+
+
+def test_object_store_refusing_mid_collage_batch_stops_it_and_keeps_the_attempts(
+    stack: LocalStack,
+    staging: psycopg.Connection,
+    staging_url: str,
+    resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    store_proxy: SwitchableProxy,
+    clean_prefix: None,
+) -> None:
+    warm_photos(stack)
+    direct = {**resources, "photo_downloader": fast_downloader(stack)}
+    behind = {**direct, "object_store": store_behind(stack, store_proxy),
+              "collage_maker": CollageMaker(workers=1)}
+    with small_catalog(stack, BRAND, N_SKUS, photos=2):
+        load_catalog(BRAND, direct, instance)
+        assert run_stage(direct, instance).success
+        before = {ext: r["collage_attempts"] for ext, r in skus(staging, BRAND).items()}
+        watcher = when_uploaded(staging_url, 3, store_proxy.refuse, status="collage_ready")
+        result = dg.materialize([product_collages], partition_key=BRAND, resources=behind,
+                                instance=instance, raise_on_error=False)
+        watcher.join(timeout=5)
+        assert not result.success
+        [failure] = step_failures(result)
+        assert "object store unavailable" in failure
+        rows = skus(staging, BRAND).values()
+        assert [r["external_id"] for r in rows if r["image_status"] == "error"] == []
+        waiting = [r for r in rows if r["image_status"] == "uploaded"]
+        assert waiting, "the fault should land inside the batch"
+        assert all(r["collage_attempts"] == before[r["external_id"]] and r["claim_token"] is None
+                   for r in waiting)
+        [log] = logs(staging, "collage_worker")
+        assert log["status"] == "crashed" and log["records_errors"] == 0
+        assert log["records_new"] == N_SKUS - len(waiting)
+
+        store_proxy.forward()
+        again = dg.materialize([product_collages], partition_key=BRAND, resources=behind,
+                               instance=instance, raise_on_error=False)
+        assert again.success, step_failures(again)
+    store = object_store(stack)
+    rows = skus(staging, BRAND).values()
+    assert [r["image_status"] for r in rows] == ["collage_ready"] * N_SKUS
+    assert sorted(stored_keys(store, "collages")) == sorted(
+        store.key_of(r["collage_url"]) for r in rows)

@@ -10,7 +10,6 @@ recorded stay recorded and the run's other claims are given back with their atte
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -20,13 +19,11 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, release_claims
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, stop_batch
 from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
 from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
 from unde_dagster.outages import outage_of
 from unde_dagster.storage import original_key
-
-log = logging.getLogger(__name__)
 
 Upload = Callable[[str, bytes], str]  # (key, body) -> public URL
 
@@ -122,28 +119,8 @@ def download_batch(
         asyncio.run(run())  # returns once every store thread has finished
     except Exception as exc:
         stopped.set()
-        outage = outage_of(exc)
-        _give_back(conn, token, outage or exc)
-        if outage is None:
-            raise
-        outage.outcome = outcome
-        if outage is exc:
-            raise
-        raise outage from exc
+        stop_batch(exc, conn, token, DOWNLOAD_QUEUE, outcome)
     return outcome
-
-
-def _give_back(conn: psycopg.Connection, token: str, exc: Exception) -> None:
-    """Release the run's claims not recorded yet, attempts given back: the SKUs were not at
-    fault. If the DB itself is down this fails too; the short lease gives them back then."""
-    try:
-        released = release_claims(conn, [token], DOWNLOAD_QUEUE).get(token, 0)
-    except Exception as failed:
-        note = f"claims not released ({type(failed).__name__}: {failed}); their lease ends them"
-        log.warning("batch stopped by %s: %s", type(exc).__name__, note)
-        exc.add_note(note)
-        return
-    exc.add_note(f"{released} claimed SKUs not done were released, attempts given back")
 
 
 def _upload_and_record(
