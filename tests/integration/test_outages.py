@@ -280,7 +280,8 @@ def test_staging_db_lost_mid_batch_stops_the_batch_and_says_so(
         [failure] = step_failures(result)
         assert "Staging DB unavailable" in failure
         messages = [r.user_message for r in instance.all_logs(result.run_id)]
-        assert any("scraper_logs row could not be written" in m for m in messages)
+        assert any("scraper_logs row could not be closed" in m for m in messages)
+        assert [log["status"] for log in logs(staging, "photo_downloader")] == ["running"]
         rows = skus(staging, BRAND)
         assert [r for r in rows.values() if r["image_status"] == "error"] == []
         assert any(r["image_status"] != "uploaded" for r in rows.values())
@@ -294,6 +295,9 @@ def test_staging_db_lost_mid_batch_stops_the_batch_and_says_so(
         assert {ext: r["image_attempts"] for ext, r in final.items()} == {
             ext: n + 1 for ext, n in before.items()
         }
+        # one row per started batch: the re-run closed the stopped batch's row as crashed
+        assert [(log["run_id"], log["status"]) for log in logs(staging, "photo_downloader")] == [
+            (result.run_id, "crashed"), (again.run_id, "success")]
 
 
 def test_object_store_refusing_mid_collage_batch_stops_it_and_keeps_the_attempts(

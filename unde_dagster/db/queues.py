@@ -79,7 +79,7 @@ def last_batch(
     """The latest `scraper_logs` row of these scrapers (for `brand` via metadata, if given)."""
     sql = (
         "SELECT scraper_name, run_id, records_fetched, records_errors FROM scraper_logs "
-        "WHERE scraper_name = ANY(%s)"
+        "WHERE scraper_name = ANY(%s) AND status <> 'running'"
     )
     params: list[object] = [scraper_names]
     if brand is not None:

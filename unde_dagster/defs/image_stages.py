@@ -19,7 +19,12 @@ from unde_dagster.db.claims import (
     release_stale_claims,
 )
 from unde_dagster.db.leases import Connect, LeaseHeartbeat, sibling_connect
-from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
+from unde_dagster.db.scraper_logs import (
+    BatchLog,
+    close_abandoned_logs,
+    close_scraper_log,
+    open_scraper_log,
+)
 from unde_dagster.outages import outage_of
 
 OutcomeT = TypeVar("OutcomeT", bound="BatchOutcome")
@@ -98,6 +103,15 @@ def drain_queue(
     brand, token = context.partition_key, context.run.run_id
     held = release_stale_claims(conn, queue, brand, partial(run_is_over, context.instance), token)
     report_held_claims(context, held)
+    abandoned = close_abandoned_logs(
+        conn, [scraper_name], brand,
+        lambda run_id: run_id == token or run_is_over(context.instance, run_id),
+    )
+    if abandoned:
+        context.log.warning(
+            f"{abandoned} {scraper_name} batches of runs that are over never closed their "
+            "scraper_logs row (process or database gone): closed as crashed"
+        )
     connect = connect or sibling_connect(conn)
     for number in range(1, config.max_batches + 1):
         rows = claim_batch(
@@ -107,13 +121,14 @@ def drain_queue(
             return
         log = BatchLog(scraper_name=scraper_name, run_id=token)
         log.metadata = {"brand": brand, "retry_pass": config.retry_errors}
+        log_id = open_scraper_log(conn, log)
         try:
             with LeaseHeartbeat(
                 connect, token, lease_s=rules.lease_s, every_s=rules.renew_s
             ) as beat:
                 outcome = process(rows)
         except BaseException as exc:  # interrupts too: re-raised untouched below
-            log_crash(context, conn, log, number, len(rows), exc)
+            log_crash(context, conn, log_id, log, number, len(rows), exc)
             outage = outage_of(exc) if isinstance(exc, Exception) else None
             if outage is None:
                 raise
@@ -131,7 +146,7 @@ def drain_queue(
         errors = sum(outcome.errors_by_reason.values())
         log.fetched, log.new, log.errors = outcome.claimed, outcome.done, errors
         log.metadata["errors_by_reason"] = dict(outcome.errors_by_reason)
-        write_scraper_log(conn, log)
+        close_scraper_log(conn, log_id, log)
         context.log.info(
             f"batch {number}: {outcome.done}/{outcome.claimed} done, "
             f"errors {dict(outcome.errors_by_reason)}"
@@ -144,6 +159,7 @@ def drain_queue(
 def log_crash(
     context: dg.AssetExecutionContext,
     conn: psycopg.Connection,
+    log_id: int,
     log: BatchLog,
     number: int,
     claimed: int,
@@ -168,11 +184,12 @@ def log_crash(
         counts_known=done is not None,
     )
     try:
-        write_scraper_log(conn, log)
+        close_scraper_log(conn, log_id, log)
     except Exception as failed:
         context.log.error(
             f"batch {number} crashed ({log.error_message}) and its scraper_logs row could "
-            f"not be written: {type(failed).__name__}: {failed}"
+            f"not be closed: {type(failed).__name__}: {failed} (it stays running until the "
+            "stage's next run closes it as crashed)"
         )
 
 
