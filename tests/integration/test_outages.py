@@ -30,6 +30,7 @@ from tests.integration.image_stage_helpers import (
     small_catalog,
     warm_photos,
 )
+from unde_dagster.definitions import defs
 from unde_dagster.defs.collages.assets import product_collages
 from unde_dagster.defs.originals.assets import product_originals
 from unde_dagster.resources.collage import CollageMaker
@@ -343,3 +344,44 @@ def test_object_store_refusing_mid_collage_batch_stops_it_and_keeps_the_attempts
     assert [r["image_status"] for r in rows] == ["collage_ready"] * N_SKUS
     assert sorted(stored_keys(store, "collages")) == sorted(
         store.key_of(r["collage_url"]) for r in rows)
+
+
+def test_postgresql_restarted_mid_batch_costs_a_step_retry_not_the_skus(
+    stack: LocalStack,
+    staging: psycopg.Connection,
+    staging_url: str,
+    slow_resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    clean_prefix: None,
+) -> None:
+    """The whole server stopped for 10 s and started again, under the stage job's own retry
+    policy (as the daemon runs it): the step fails naming the Staging DB, is retried on a
+    new connection once the server is back, and every SKU ends uploaded once."""
+    postgres = stack.postgres
+    assert postgres.pgdata.exists(), "this test stops the stack's own PostgreSQL server"
+
+    def restart() -> None:
+        postgres.stop()
+        time.sleep(10)
+        postgres.start()
+
+    job = defs.resolve_job_def("originals_job")
+    with small_catalog(stack, BRAND, N_SKUS, photos=2):
+        load_catalog(BRAND, slow_resources, instance)
+        before = {ext: r["image_attempts"] for ext, r in skus(staging, BRAND).items()}
+        watcher = when_uploaded(staging_url, 3, restart)
+        result = job.execute_in_process(partition_key=BRAND, instance=instance,
+                                        resources=slow_resources, raise_on_error=False)
+        watcher.join(timeout=60)
+    events = [e for e in result.all_events if e.step_key == "product_originals"]
+    retried = [e for e in events if e.event_type_value == "STEP_UP_FOR_RETRY"]
+    assert result.success, step_failures(result)
+    assert retried, [e.event_type_value for e in events]
+    assert "Staging DB unavailable" in retried[0].event_specific_data.error.to_string()
+    with psycopg.connect(staging_url, autocommit=True) as conn:
+        assert_all_uploaded_without_orphans(stack, conn)
+        final = skus(conn, BRAND)
+        assert {ext: r["image_attempts"] for ext, r in final.items()} == {
+            ext: n + 1 for ext, n in before.items()}
+        statuses = [log["status"] for log in logs(conn, "photo_downloader")]
+    assert statuses[0] == "crashed" and set(statuses[1:]) == {"success"}, statuses
