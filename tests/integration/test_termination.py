@@ -29,7 +29,7 @@ RUN_WORKER = textwrap.dedent("""
     from unde_dagster.definitions import defs
 
     with dg.DagsterInstance.get() as instance, capture_interrupts():
-        result = defs.get_job_def("originals_job").execute_in_process(
+        result = defs.resolve_job_def("originals_job").execute_in_process(
             partition_key=sys.argv[1], instance=instance, raise_on_error=False)
         run = instance.get_run_by_id(result.run_id)
         print(json.dumps({

@@ -286,3 +286,32 @@ def test_emulator_wire_contract(stack, coll, faults):
     assert gone["status"]["code"] == 206
     assert requests.post(base + "ping", timeout=5).json()["status"]["code"] == 200
     assert faults.stats(include_requests=False)["by_key"]["POST /similarity/{kind}/v2/insert"] == 4
+
+
+def test_credentials_refused_mid_batch_leave_a_crashed_row(stack, staging, resources, instance,
+                                                            xres, coll, faults):
+    """A 401 in the middle of a batch fails the run (not the SKUs) and the batch still has its
+    `scraper_logs` row, saying what was sent before it stopped; a re-run finishes."""
+    ids = seed(staging, 20)
+    faults.set_latency(100)
+
+    def refuse_after_first_inserts() -> None:
+        for _ in range(600):
+            if inserts(faults) >= 2:
+                faults.add(match="/insert", status=401)
+                return
+            threading.Event().wait(0.02)
+
+    watcher = threading.Thread(target=refuse_after_first_inserts, daemon=True)
+    watcher.start()
+    materialize(resources, instance, xres, ok=False)
+    watcher.join(timeout=5)
+    rows = staging.execute(
+        "SELECT status, records_fetched, metadata FROM scraper_logs "
+        "WHERE scraper_name = 'ximilar_sync' ORDER BY id").fetchall()
+    assert rows and rows[-1][0] == "crashed", rows
+    assert rows[-1][1] > 0 and rows[-1][2]["records_sent"] > 0, rows[-1]
+    assert "error" not in {s[0] for s in states(staging).values()}
+    faults.clear()
+    materialize(resources, instance, xres)
+    assert set(collection(stack, coll)) == expected(ids)

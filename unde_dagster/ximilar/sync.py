@@ -55,6 +55,7 @@ class BatchReport:
     removed: int = 0
     errors_by_reason: Counter[str] = field(default_factory=Counter)
     error_message: str | None = None
+    crashed: bool = False  # stopped mid-batch (credentials refused, a bug): DB work rolled back
 
 
 @dataclass
@@ -174,12 +175,22 @@ def sync_skus(conn: psycopg.Connection, client: XimilarClient, source: str,
             limit = min(limit, settings.max_skus - done)
         batch = BatchReport(phase=phase)
         before = client.requests_made
-        with conn.transaction():
-            skus = store.claim(conn, phase, source, after=after, limit=limit, run=run,
-                               retry_after=settings.retry_after)
-            if not skus:
-                break
-            outage = _send_batch(conn, client, skus, batch)
+        skus: list[SkuForIndex] = []
+        try:
+            with conn.transaction():
+                skus = store.claim(conn, phase, source, after=after, limit=limit, run=run,
+                                   retry_after=settings.retry_after)
+                if not skus:
+                    break
+                outage = _send_batch(conn, client, skus, batch)
+        except Exception as exc:
+            # Records Ximilar already took stay there (the same _ids are re-sent next time);
+            # the batch still gets its row, saying what was sent before it stopped.
+            batch.crashed, batch.skus = True, len(skus)
+            batch.requests = client.requests_made - before
+            batch.error_message = f"{type(exc).__name__}: {exc}"[:2000]
+            on_batch(batch)
+            raise
         after, done = skus[-1].id, done + len(skus)
         batch.skus = len(skus)
         batch.requests = client.requests_made - before
@@ -199,7 +210,7 @@ def batch_logger(conn: psycopg.Connection, run_id: str, *, retry: bool
         entry = BatchLog(scraper_name=RETRY_LOG if retry else SYNC_LOG, run_id=run_id)
         entry.fetched, entry.new = batch.skus, batch.synced + batch.removed
         entry.updated, entry.errors = batch.partial, batch.errors
-        entry.error_message = batch.error_message
+        entry.error_message, entry.crashed = batch.error_message, batch.crashed
         entry.metadata = {
             "phase": batch.phase, "records_sent": batch.records_sent,
             "records_indexed": batch.records_indexed, "requests": batch.requests,
