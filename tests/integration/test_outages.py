@@ -385,3 +385,39 @@ def test_postgresql_restarted_mid_batch_costs_a_step_retry_not_the_skus(
             ext: n + 1 for ext, n in before.items()}
         statuses = [log["status"] for log in logs(conn, "photo_downloader")]
     assert statuses[0] == "crashed" and set(statuses[1:]) == {"success"}, statuses
+
+
+def test_staging_db_down_until_the_run_ends_then_a_rerun_finishes(
+    stack: LocalStack,
+    staging: psycopg.Connection,
+    staging_url: str,
+    slow_resources: dict[str, Any],
+    instance: dg.DagsterInstance,
+    clean_prefix: None,
+) -> None:
+    """The server stays down until the run is over (no step retry): the run fails naming the
+    Staging DB; once the server is back, the next run takes over the dead run's claims at
+    once, closes its batch's row as crashed and finishes every SKU with one attempt."""
+    postgres = stack.postgres
+    assert postgres.pgdata.exists(), "this test stops the stack's own PostgreSQL server"
+    with small_catalog(stack, BRAND, N_SKUS, photos=2):
+        load_catalog(BRAND, slow_resources, instance)
+        before = {ext: r["image_attempts"] for ext, r in skus(staging, BRAND).items()}
+        watcher = when_uploaded(staging_url, 3, postgres.stop)
+        try:
+            result = run_stage(slow_resources, instance)
+            watcher.join(timeout=30)
+        finally:
+            postgres.start()
+        assert not result.success
+        [failure] = step_failures(result)
+        assert "Staging DB unavailable" in failure
+        cdn(stack).latency_ms = 0.0
+        again = run_stage(slow_resources, instance)
+        assert again.success, step_failures(again)
+    with psycopg.connect(staging_url, autocommit=True) as conn:
+        assert_all_uploaded_without_orphans(stack, conn)
+        assert {ext: r["image_attempts"] for ext, r in skus(conn, BRAND).items()} == {
+            ext: n + 1 for ext, n in before.items()}
+        assert [(log["run_id"], log["status"]) for log in logs(conn, "photo_downloader")] == [
+            (result.run_id, "crashed"), (again.run_id, "success")]
