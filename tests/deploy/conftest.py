@@ -113,7 +113,7 @@ class Deployment:
         """Seconds from the launcher's container launch to the run's first step start."""
         events = self.graphql(RUN_EVENTS, id=run_id)["logsForRun"]["events"]
         launched = next(float(e["timestamp"]) for e in events
-                        if (e.get("message") or "").startswith("Launching run in container"))
+                        if "Launching run in container" in (e.get("message") or ""))
         started = next(float(e["timestamp"]) for e in events
                        if e["__typename"] == "ExecutionStepStartEvent")
         return (started - launched) / 1000
