@@ -44,6 +44,7 @@ from unde_dagster.db.claims import (
     HeldClaim,
     StageQueue,
     claim_batch,
+    mark_error,
     release_stale_claims,
 )
 from unde_dagster.db.leases import LeaseHeartbeat
@@ -418,3 +419,15 @@ def test_a_collage_run_killed_while_its_pool_works_leaves_no_process_behind(
     assert staging.execute(
         "SELECT count(*) FROM raw_products WHERE brand = %s AND image_status = 'uploaded'",
         (BRAND,)).fetchone()[0] > 0, "the kill came after the batch: nothing was in flight"
+
+
+def test_error_messages_with_nul_bytes_and_lone_surrogates_are_recorded(
+    staging: psycopg.Connection,
+) -> None:
+    """A SKU's error text quotes what a server or a feed sent: it must never fail the write."""
+    add_rows(staging, 1)
+    [row] = claim_batch(staging, DOWNLOAD_QUEUE, brand=BRAND, token="t",
+                        rules=ClaimRules(1, 120, 3, 3600), retry=False)
+    assert mark_error(staging, DOWNLOAD_QUEUE, row["id"], "t", "http_404: a\x00b \ud800 end")
+    [(stored,)] = staging.execute("SELECT error_message FROM raw_products").fetchall()
+    assert stored.startswith("http_404: ab") and "\x00" not in stored and stored.endswith(" end")

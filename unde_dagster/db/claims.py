@@ -21,6 +21,8 @@ from typing import Any, NoReturn
 import psycopg
 from psycopg.rows import dict_row
 
+from unde_dagster.catalog.clean import clean_text
+
 
 @dataclass(frozen=True)
 class StageQueue:
@@ -189,7 +191,7 @@ def mark_error(
             "UPDATE raw_products SET image_status = 'error', image_error_stage = %s, "
             "error_message = %s, claim_token = NULL, claimed_until = NULL, updated_at = NOW() "
             "WHERE id = %s AND claim_token = %s",
-            (queue.stage, message[:2000], row_id, token),
+            (queue.stage, clean_text(message)[:2000], row_id, token),
         )
         return cur.rowcount == 1
 

@@ -17,6 +17,8 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from unde_dagster.catalog.clean import clean_text
+
 
 @dataclass
 class BatchLog:
@@ -70,7 +72,7 @@ def write_scraper_log(conn: psycopg.Connection, log: BatchLog) -> None:
                 log.errors,
                 log.started_at,
                 round(log.duration_s),
-                log.error_message,
+                clean_text(log.error_message) if log.error_message else None,
                 Jsonb(log.metadata),
             ),
         )
@@ -103,7 +105,8 @@ def close_scraper_log(conn: psycopg.Connection, log_id: int, log: BatchLog) -> N
              WHERE id = %s
             """,
             (log.status, log.fetched, log.new, log.updated, log.errors, round(log.duration_s),
-             log.error_message, Jsonb(log.metadata), log_id),
+             clean_text(log.error_message) if log.error_message else None,
+             Jsonb(log.metadata), log_id),
         )
 
 
