@@ -145,19 +145,11 @@ def release_expired(conn: psycopg.Connection, queue: StageQueue, brand: str) -> 
     SKIP LOCKED: a row another run is releasing or claiming right now is its business, so
     an attempt is never given back twice.
     """
-    sql = f"""
-        WITH dead AS (
-            SELECT id, claim_token FROM raw_products
-             WHERE brand = %s AND claim_token IS NOT NULL AND claimed_until < NOW()
-               AND {_in_queue(queue)}
-             FOR UPDATE SKIP LOCKED
-        )
-        UPDATE raw_products r SET {_GIVE_BACK}
-          FROM dead WHERE r.id = dead.id
-     RETURNING dead.claim_token
-    """
-    with conn.transaction():
-        return Counter(str(t) for (t,) in conn.execute(sql, (brand,)).fetchall())
+    where = (
+        f"brand = %s AND claim_token IS NOT NULL AND claimed_until < NOW() "
+        f"AND {_in_queue(queue)}"
+    )
+    return _give_back(conn, where, "FOR UPDATE SKIP LOCKED", (brand,))
 
 
 def release_claims(
@@ -169,18 +161,24 @@ def release_claims(
     tokens = list(tokens)
     if not tokens:
         return Counter()
-    only = f"AND {_in_queue(queue)}" if queue else ""
+    only = f" AND {_in_queue(queue)}" if queue else ""
+    return _give_back(conn, f"claim_token = ANY(%s){only}", "FOR UPDATE", (tokens,))
+
+
+def _give_back(
+    conn: psycopg.Connection, where: str, lock: str, params: tuple[Any, ...]
+) -> Counter[str]:
+    """Free the claimed rows `where` selects, their claims' attempts given back."""
     sql = f"""
         WITH dead AS (
-            SELECT id, claim_token FROM raw_products WHERE claim_token = ANY(%s) {only}
-             FOR UPDATE
+            SELECT id, claim_token FROM raw_products WHERE {where} {lock}
         )
         UPDATE raw_products r SET {_GIVE_BACK}
           FROM dead WHERE r.id = dead.id
      RETURNING dead.claim_token
     """
     with conn.transaction():
-        return Counter(str(t) for (t,) in conn.execute(sql, (tokens,)).fetchall())
+        return Counter(str(t) for (t,) in conn.execute(sql, params).fetchall())  # type: ignore[arg-type]
 
 
 def mark_error(
