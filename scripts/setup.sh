@@ -59,3 +59,30 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 echo "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
+
+# PgBouncer for tests/integration/test_pgbouncer_local.py (unde_local/pgbouncer.py starts one
+# per test session in transaction pool mode, as production reaches the Staging DB): Debian's
+# package, installed as root or via sudo. The package's own service is stopped.
+if [ ! -x /usr/sbin/pgbouncer ]; then
+  echo "no /usr/sbin/pgbouncer: installing Debian's pgbouncer for the pooling test"
+  if [ "$(id -u)" -eq 0 ]; then
+    SUDO=()
+  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+    SUDO=(sudo -n)
+  else
+    echo "cannot install pgbouncer: not root and no passwordless sudo;" \
+      "install it with: apt-get install pgbouncer" >&2
+    exit 1
+  fi
+  if ! { "${SUDO[@]}" apt-get update -qq \
+      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } \
+      >/tmp/unde-pgbouncer-install.log 2>&1 || [ ! -x /usr/sbin/pgbouncer ]; then
+    tail -20 /tmp/unde-pgbouncer-install.log >&2
+    echo "cannot install Debian's pgbouncer (log: /tmp/unde-pgbouncer-install.log)" >&2
+    exit 1
+  fi
+  # Only our own instances run: the package's service (if it started) is stopped.
+  "${SUDO[@]}" service pgbouncer stop >/dev/null 2>&1 \
+    || "${SUDO[@]}" pkill -x pgbouncer >/dev/null 2>&1 || true
+fi
+echo "PgBouncer: $(/usr/sbin/pgbouncer --version 2>/dev/null | head -1 || echo /usr/sbin/pgbouncer)"
