@@ -22,6 +22,7 @@ from unde_local.stack import LocalStack, StackSettings, database_url_from_env
 
 STAGING_TABLES = (
     "raw_products", "scraper_logs", "raw_availability", "raw_stores", "catalog_rejections",
+    "ximilar_legacy_skus",
 )
 PRODUCTION_TABLES = ("catalog_products", "model_library")
 

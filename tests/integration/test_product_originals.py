@@ -218,7 +218,9 @@ def test_photos_are_public_and_unchanged_photos_are_never_fetched_again(
         assert photo_requests(stack, BRAND) == []
 
         # Sent back to pending with the same photo URLs: done from the store, no fetch.
-        staging.execute("UPDATE raw_products SET image_status = 'pending'")
+        with staging.transaction():  # a deliberate step back (the guard refuses others)
+            staging.execute("SET LOCAL unde.allow_backward = 'on'")
+            staging.execute("UPDATE raw_products SET image_status = 'pending'")
         same = metadata(run_originals(downloader_resources, instance), "product_originals")
         assert (same["uploaded"], same["photos_skipped_unchanged"]) == (3, 9)
         assert photo_requests(stack, BRAND) == []

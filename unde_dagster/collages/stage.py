@@ -18,7 +18,7 @@ import psycopg
 
 from unde_dagster.collages.compose import CollageError, CollageResult
 from unde_dagster.collages.pool import CollagePool
-from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error, stop_batch
+from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error, stop_batch, superseded
 from unde_dagster.outages import outage_of
 from unde_dagster.storage import collage_key, original_key
 
@@ -48,9 +48,17 @@ def reason_code(message: str) -> str:
     return "_".join(head.split()[:4]) or "collage_error"
 
 
-def original_keys(row: dict[str, Any]) -> list[str]:
-    count = len(row.get("image_urls") or [])
-    return [original_key(row["brand"], row["external_id"], n) for n in range(1, count + 1)]
+def original_keys(row: dict[str, Any], public_url: Callable[[str], str]) -> list[str]:
+    """The keys behind the SKU's stored URLs: an original adopted from the old servers keeps
+    the item-id key it was stored under. A URL that is not one of the brand's originals in
+    our bucket falls back to the SKU's own key for that photo."""
+    base, prefix = public_url(""), f"originals/{row['brand']}/"
+    keys = []
+    for n, url in enumerate(row.get("image_urls") or [], 1):
+        key = url[len(base):] if isinstance(url, str) and url.startswith(base) else ""
+        ok = key.startswith(prefix) and ".." not in key
+        keys.append(key if ok else original_key(row["brand"], row["external_id"], n))
+    return keys
 
 
 def collage_batch(
@@ -74,7 +82,7 @@ def collage_batch(
 
     def inputs(readers: ThreadPoolExecutor) -> Iterator[tuple[int, list[bytes]]]:
         for row in rows:
-            keys = original_keys(row)
+            keys = original_keys(row, public_url)
             if not keys:
                 fail(row, "no_originals", "no_originals: the SKU has no stored photos")
                 continue
@@ -119,9 +127,12 @@ def _store(
         cur = conn.execute(
             "UPDATE raw_products SET collage_url = %s, image_status = 'collage_ready', "
             "error_message = NULL, image_error_stage = NULL, claim_token = NULL, "
-            "claimed_until = NULL, updated_at = NOW() WHERE id = %s AND claim_token = %s",
+            "claimed_until = NULL, updated_at = NOW() WHERE id = %s AND claim_token = %s "
+            "AND image_status IN ('uploaded', 'error')",
             (url, row["id"], token),
         )
+        if cur.rowcount == 0:
+            superseded(conn, row["id"], token)
     if cur.rowcount == 1:
         outcome.done += 1
         outcome.bytes_uploaded += len(result.jpeg)

@@ -184,14 +184,23 @@ def _give_back(
 def mark_error(
     conn: psycopg.Connection, queue: StageQueue, row_id: int, token: str, message: str
 ) -> bool:
+    """Compare-and-set: only while the row is still ours and still in this queue's states."""
     with conn.transaction():
         cur = conn.execute(
             "UPDATE raw_products SET image_status = 'error', image_error_stage = %s, "
             "error_message = %s, claim_token = NULL, claimed_until = NULL, updated_at = NOW() "
-            "WHERE id = %s AND claim_token = %s",
+            f"WHERE id = %s AND claim_token = %s AND {_in_queue(queue)}",
             (queue.stage, clean_text(message)[:2000], row_id, token),
         )
+        if cur.rowcount == 0:
+            superseded(conn, row_id, token)
         return cur.rowcount == 1
+
+
+def superseded(conn: psycopg.Connection, row_id: int, token: str) -> None:
+    """End our claim on a row another writer moved on meanwhile (an old worker still running,
+    an operator): its state stands, and the attempt our claim counted is given back."""
+    _give_back(conn, "id = %s AND claim_token = %s", "FOR UPDATE", (row_id, token))
 
 
 def status_counts(conn: psycopg.Connection, brand: str) -> dict[str, int]:

@@ -35,6 +35,22 @@ CREATE TABLE IF NOT EXISTS unde_schema_migrations (
 """
 
 
+# Tables the migrations alter; each must belong to the migrating role (or a role it is in).
+_OWNED_TABLES = {
+    "staging": ("raw_products", "scraper_logs", "raw_availability", "raw_stores"),
+    "production": ("model_library", "catalog_products"),
+}
+ROLE_NEEDED = (
+    "The {database} migration must run as the role that owns its tables (on a database the "
+    "old servers created, the owner of raw_products), or as a member of that role; it needs "
+    "CREATE on the schema for new tables."
+)
+
+
+class MigrationRoleError(RuntimeError):
+    """The migrating role cannot alter the tables: says which role it needs."""
+
+
 @dataclass(frozen=True)
 class Migration:
     version: str
@@ -61,6 +77,7 @@ def migrate(conninfo: str, database: Database) -> list[str]:
                 f"{database}: the server is PostgreSQL {found}; the migrations need 13 or "
                 "newer (they use the built-in gen_random_uuid(), no extension)"
             )
+        check_role(conn, database)
         with conn.transaction():
             conn.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_ID,))
             conn.execute(_VERSION_TABLE)
@@ -73,13 +90,39 @@ def migrate(conninfo: str, database: Database) -> list[str]:
                 ).fetchone()
                 if done:
                     continue
-                conn.execute(migration.sql)  # type: ignore[arg-type]
+                try:
+                    conn.execute(migration.sql)  # type: ignore[arg-type]
+                except psycopg.errors.InsufficientPrivilege as exc:
+                    raise MigrationRoleError(
+                        f"{ROLE_NEEDED.format(database=database)} {migration.version}: {exc}"
+                    ) from exc
                 conn.execute(
                     "INSERT INTO unde_schema_migrations (version, checksum) VALUES (%s, %s)",
                     (migration.version, migration.checksum),
                 )
             applied_now.append(migration.version)
     return applied_now
+
+
+def check_role(conn: psycopg.Connection, database: Database) -> None:
+    """Fail before any change, naming the owner, when the connected role cannot migrate."""
+    user, can_create = conn.execute(
+        "SELECT current_user, has_schema_privilege(current_schema(), 'CREATE')"
+    ).fetchone() or ("?", False)
+    foreign = conn.execute(
+        "SELECT c.relname, pg_get_userbyid(c.relowner) FROM pg_class c "
+        "WHERE c.oid = ANY(ARRAY(SELECT to_regclass(t) FROM unnest(%s::text[]) t)) "
+        "AND NOT pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY 1",
+        (list(_OWNED_TABLES[database]),),
+    ).fetchall()
+    problems = [f"{table} belongs to {owner!r}" for table, owner in foreign]
+    if not can_create:
+        problems.append("no CREATE on the schema")
+    if problems:
+        raise MigrationRoleError(
+            f"{ROLE_NEEDED.format(database=database)} Connected as {user!r}: "
+            + "; ".join(problems) + "."
+        )
 
 
 def main() -> None:
@@ -91,7 +134,10 @@ def main() -> None:
         parser.error("set STAGING_DB_URL and/or PRODUCTION_DB_URL (or pass --staging-url)")
     for database, url in (("staging", args.staging_url), ("production", args.production_url)):
         if url:
-            applied = migrate(url, database)
+            try:
+                applied = migrate(url, database)
+            except MigrationRoleError as exc:
+                raise SystemExit(str(exc)) from None
             print(f"{database}: applied {applied or 'nothing (up to date)'}")
 
 

@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
-from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, stop_batch
+from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, stop_batch, superseded
 from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
 from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
 from unde_dagster.outages import outage_of
@@ -144,7 +144,11 @@ def _upload_and_record(
         outcome.photos_uploaded += 1
         outcome.bytes_uploaded += len(photo.data)
     count = len(result.photos) + len(result.skipped)
-    urls = [public_url(original_key(brand, ext, n)) for n in range(1, count + 1)]
+    stored = list(row.get("image_urls") or [])  # a skipped photo keeps the URL it has
+    urls = [
+        stored[n - 1] if n in result.skipped else public_url(original_key(brand, ext, n))
+        for n in range(1, count + 1)
+    ]
     sources = {n: u for n, u in sources.items() if int(n) <= count}
     with db_lock, conn.transaction():
         if stopped.is_set():
@@ -153,9 +157,11 @@ def _upload_and_record(
             "UPDATE raw_products SET image_urls = %s, original_sources = %s, "
             "image_status = 'uploaded', error_message = NULL, image_error_stage = NULL, "
             "claim_token = NULL, claimed_until = NULL, updated_at = NOW() "
-            "WHERE id = %s AND claim_token = %s",
+            "WHERE id = %s AND claim_token = %s AND image_status IN ('pending', 'error')",
             (Jsonb(urls), Jsonb(sources), row["id"], token),
         )
+        if cur.rowcount == 0:
+            superseded(conn, row["id"], token)
     if cur.rowcount == 1:
         outcome.done += 1
         outcome.photos_skipped += len(result.skipped)

@@ -13,11 +13,20 @@ ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS ximilar_attempts SMALLINT NOT 
 ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS ximilar_error TEXT;
 ALTER TABLE raw_products ADD COLUMN IF NOT EXISTS sync_error TEXT;
 
-UPDATE raw_products
-   SET image_attempts = LEAST((raw_data->>'retry_count')::int, 32767)
- WHERE raw_data ? 'retry_count'
-   AND jsonb_typeof(raw_data->'retry_count') = 'number'
-   AND image_attempts = 0;
+-- The old servers' counter may be a JSON number of any size (2, 2.0, 1e12) or a string
+-- ("2"); anything else (null, "x", an object) is ignored. Read as numeric, never as int.
+UPDATE raw_products r
+   SET image_attempts = c.n
+  FROM (SELECT id,
+               LEAST(GREATEST(floor(CASE jsonb_typeof(raw_data->'retry_count')
+                   WHEN 'number' THEN (raw_data->>'retry_count')::numeric
+                   WHEN 'string' THEN CASE WHEN btrim(raw_data->>'retry_count')
+                                                ~ '^[0-9]{1,9}([.][0-9]*)?$'
+                                           THEN btrim(raw_data->>'retry_count')::numeric END
+               END), 0), 32767)::smallint AS n
+          FROM raw_products
+         WHERE jsonb_typeof(raw_data) = 'object' AND raw_data ? 'retry_count') c
+ WHERE r.id = c.id AND c.n IS NOT NULL AND r.image_attempts = 0;
 
 -- Work queues: the stages claim rows of one brand in one state.
 CREATE INDEX IF NOT EXISTS idx_raw_products_brand_image_status
