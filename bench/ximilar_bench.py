@@ -50,8 +50,9 @@ def seed_rows(conn: psycopg.Connection, skus: int, photos: int) -> None:
             "scraped_at, image_status, index_scope, image_urls, last_seen_run_id) VALUES "
             "(%s, %s, 'zara', 'Dress', 'dresses', 149.90, NOW(), 'uploaded', 'pilot', %s, 'r1')",
             rows)
-    conn.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at) "
-                 "VALUES (%s, 'r1', 'success', NOW() - interval '1 hour')", (SOURCE,))
+    conn.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at, metadata) "
+                 "VALUES (%s, 'r1', 'success', NOW() - interval '1 hour', "
+                 "'{\"writer\": \"unde-dagster\"}')", (SOURCE,))
 
 
 def reset_state(conn: psycopg.Connection) -> None:

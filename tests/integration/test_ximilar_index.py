@@ -11,6 +11,7 @@ import psycopg
 import pytest
 import requests
 
+from unde_dagster.db.catalog_runs import CATALOG_WRITER
 from unde_dagster.defs.ximilar.assets import ximilar_index
 from unde_dagster.resources.ximilar import XimilarResource
 from unde_dagster.ximilar import store
@@ -18,6 +19,7 @@ from unde_dagster.ximilar.sync import SyncSettings, run_brand
 from unde_local.stack import LocalStack
 
 SOURCE, CATALOG_RUN = "apify_zara", "catalog-run-1"
+OUR_CATALOG_LOG = psycopg.types.json.Jsonb({"writer": CATALOG_WRITER})
 
 
 @pytest.fixture(scope="module")
@@ -60,8 +62,9 @@ def seed(conn: psycopg.Connection, n: int, photos: int = 3, start: int = 0,
             "(%s, %s, 'zara', 'Dress', 'dresses', 149.9, NOW() - interval '90 minutes', "
             "'uploaded', %s, %s, %s)",
             (SOURCE, ext, scope, psycopg.types.json.Jsonb(urls), CATALOG_RUN))
-    conn.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at) "
-                 "VALUES (%s, %s, 'success', NOW() - interval '2 hours')", (SOURCE, CATALOG_RUN))
+    conn.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at, metadata) "
+                 "VALUES (%s, %s, 'success', NOW() - interval '2 hours', %s)",
+                 (SOURCE, CATALOG_RUN, OUR_CATALOG_LOG))
     return ids
 
 
@@ -192,9 +195,9 @@ def test_removal_of_stale_and_non_pilot(stack, staging, resources, instance, xre
                     "scraped_at = NOW() WHERE external_id <> ALL(%s)", (ids[:2],))
     staging.execute("UPDATE raw_products SET index_scope = 'off' WHERE external_id = %s",
                     (ids[2],))
-    staging.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at) "
-                    "VALUES (%s, 'catalog-run-2', 'success', NOW() - interval '1 minute')",
-                    (SOURCE,))
+    staging.execute("INSERT INTO scraper_logs (scraper_name, run_id, status, started_at, "
+                    "metadata) VALUES (%s, 'catalog-run-2', 'success', "
+                    "NOW() - interval '1 minute', %s)", (SOURCE, OUR_CATALOG_LOG))
     m = meta(materialize(resources, instance, xres))
     assert m["removed"] == 3 and m["records_sent"] == 0
     assert set(collection(stack, coll)) == expected(ids[3:])

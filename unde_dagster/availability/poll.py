@@ -92,7 +92,7 @@ def refresh_stores(session: requests.Session, conn: psycopg.Connection, brand: s
 
 def load_skus(conn: psycopg.Connection, source: str) -> tuple[list[SkuRefs], int]:
     """The brand's SKUs in its latest finished catalog (all SKUs if none is recorded)."""
-    latest = latest_catalog_run(conn, source)
+    latest = latest_catalog_run(conn, source).run_id
     rows = conn.execute(
         "SELECT external_id, colour_id, category, sizes, raw_data FROM raw_products "
         "WHERE source = %s AND (%s::text IS NULL OR last_seen_run_id = %s) ORDER BY external_id",

@@ -16,6 +16,7 @@ from typing import Any
 import psycopg
 from psycopg.types.json import Jsonb
 
+from unde_dagster.catalog.adopt import adopt_legacy_rows, start_from_stored
 from unde_dagster.catalog.clean import clean_text
 from unde_dagster.catalog.items import Rejection, SkuRow
 
@@ -36,6 +37,7 @@ class UpsertCounts:
     updated: int = 0
     unchanged: int = 0
     requeued: int = 0
+    adopted: int = 0  # old item-id rows renamed into their colour SKU (catalog.adopt)
     write_failures: list[Rejection] = field(default_factory=list)
 
     def add(self, other: UpsertCounts) -> None:
@@ -43,6 +45,7 @@ class UpsertCounts:
         self.updated += other.updated
         self.unchanged += other.unchanged
         self.requeued += other.requeued
+        self.adopted += other.adopted
         self.write_failures.extend(other.write_failures)
 
 
@@ -104,6 +107,8 @@ def upsert_skus(
         return counts
     source = rows[0].source
     with conn.transaction(), conn.cursor() as cur:
+        adopted = adopt_legacy_rows(conn, rows[0].brand, source, rows)
+        counts.adopted = len(adopted)
         cur.execute(_EXISTING, (source, [r.external_id for r in rows]))
         existing = {ext: (digest, photos) for ext, digest, photos in cur.fetchall()}
         changed = [_photos_changed(existing, row) for row in rows]
@@ -121,6 +126,7 @@ def upsert_skus(
                     written.append(row)
                 except ROW_ERRORS as exc:
                     counts.write_failures.append(_write_failure(row, exc))
+        start_from_stored(conn, source, adopted)
     done = {row.external_id for row in written}
     for row, photos_changed in zip(rows, changed, strict=True):
         if row.external_id not in done:

@@ -20,14 +20,15 @@ from psycopg.types.json import Jsonb
 
 from unde_dagster.db.catalog_runs import latest_catalog_run
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
-from unde_dagster.production.verify import StagingSku, skip_reason
+from unde_dagster.production.verify import StagingSku, production_sizes, skip_reason
 
 log = logging.getLogger(__name__)
 SCRAPER_NAME = "sync_to_production"
 
 _CLAIM = """
 SELECT id, source, external_id, brand, name, description, price, currency, category, colour,
-       sizes, composition, image_urls, collage_url, updated_at, last_seen_run_id
+       sizes, composition, image_urls, collage_url, updated_at, last_seen_run_id,
+       legacy_external_id
   FROM raw_products
  WHERE source = %s AND id > %s AND image_status = 'collage_ready'
    AND (sync_status IN ('pending', 'error') OR synced_at IS NULL OR updated_at > synced_at)
@@ -49,6 +50,9 @@ ON CONFLICT (source, external_id) DO UPDATE SET
     is_available = EXCLUDED.is_available, staging_updated_at = EXCLUDED.staging_updated_at,
     synced_at = NOW(), updated_at = NOW()
 """
+
+# An adopted SKU replaces the product the old item-id row may have been synced as.
+_DROP_LEGACY = "DELETE FROM catalog_products WHERE source = %s AND external_id = %s"
 
 _MARK = """
 UPDATE raw_products SET sync_status = %s, sync_error = %s, synced_at = NOW() WHERE id = %s
@@ -73,7 +77,8 @@ class SyncResult:
 
 def _params(sku: StagingSku, available: bool) -> tuple:
     return (sku.source, sku.external_id, sku.brand, sku.name, sku.description, sku.price,
-            sku.currency, sku.category, sku.colour, Jsonb(sku.sizes), sku.composition,
+            sku.currency, sku.category, sku.colour, Jsonb(production_sizes(sku.sizes)),
+            sku.composition,
             Jsonb(sku.image_urls), sku.collage_url, available, sku.updated_at)
 
 
@@ -103,6 +108,9 @@ def sync_batch(staging: psycopg.Connection, production: psycopg.Connection, sour
                     try:
                         with production.transaction():  # savepoint: one bad row stays alone
                             production.execute(_UPSERT, _params(sku, available))
+                            if sku.legacy_external_id:
+                                production.execute(
+                                    _DROP_LEGACY, (sku.source, sku.legacy_external_id))
                     except psycopg.DatabaseError as exc:
                         if production.closed or production.broken:
                             raise
@@ -153,7 +161,7 @@ def sync_brand(staging: psycopg.Connection, production: psycopg.Connection, sour
     """Every pending/changed SKU of the brand, batch by batch, then the availability flags."""
     if not (staging.autocommit and production.autocommit):
         raise ValueError("sync_brand needs autocommit connections (explicit transactions)")
-    total = SyncResult(latest_catalog_run=latest_catalog_run(staging, source))
+    total = SyncResult(latest_catalog_run=latest_catalog_run(staging, source).run_id)
     after_id = 0
     while True:
         batch = BatchLog(scraper_name=SCRAPER_NAME, run_id=run_id)

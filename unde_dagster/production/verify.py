@@ -28,6 +28,7 @@ class StagingSku:
     collage_url: str | None
     updated_at: Any
     last_seen_run_id: str | None
+    legacy_external_id: str | None = None  # the item id an adopted old row had (cut-over)
 
 
 def skip_reason(sku: StagingSku) -> str | None:
@@ -47,6 +48,17 @@ def skip_reason(sku: StagingSku) -> str | None:
         return "no_images"
     if not all(isinstance(u, str) and _HTTP_URL.match(u) for u in urls):
         return "bad_image_url"
-    if sku.sizes is not None and not isinstance(sku.sizes, list):
+    if sku.sizes is not None and production_sizes(sku.sizes) is None:
         return "bad_sizes"
+    return None
+
+
+def production_sizes(sizes: Any) -> list[Any] | None:
+    """Sizes as the app reads them: the project's list of `{name, sku, availability, price}`
+    as it is; the old collector's string (`"XS, S, M, L"`, stored as a JSON string) as a list
+    of `{name}`. None for anything else."""
+    if isinstance(sizes, list):
+        return sizes
+    if isinstance(sizes, str):
+        return [{"name": name.strip()} for name in sizes.split(",") if name.strip()]
     return None

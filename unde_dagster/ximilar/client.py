@@ -151,6 +151,11 @@ class XimilarClient:
             body["filter"] = filter
         return list(self._post("visualTagsKNN", body).get("answer_records") or [])
 
+    def all_records(self, page: int, size: int = 1000) -> list[dict[str, Any]]:
+        """One page (from 1) of the whole collection, records with their metadata."""
+        body = self._post(f"allRecords?size={int(size)}&page={int(page)}", {})
+        return [r for r in body.get("records") or [] if isinstance(r, dict)]
+
     def ping(self) -> bool:
         return self._post("ping", {}).get("status", {}).get("code") == 200
 

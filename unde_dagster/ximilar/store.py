@@ -8,13 +8,16 @@ batch back, so the next run sends those records again under the same `_id`s (no-
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import psycopg
 from psycopg.types.json import Jsonb
 
+from unde_dagster.db.catalog_runs import CatalogRun, latest_catalog_run
 from unde_dagster.ximilar.records import SkuForIndex
+
+__all__ = ["CatalogRun", "latest_catalog_run"]
 
 _COLUMNS = """id, brand, external_id, name, category, price, currency, image_urls,
     ximilar_synced_urls, ximilar_target_count, ximilar_status"""
@@ -84,14 +87,6 @@ UPDATE raw_products SET ximilar_status = 'pending', ximilar_synced_urls = '[]'::
 
 
 @dataclass(frozen=True)
-class CatalogRun:
-    """The brand's latest complete catalog run (from its `scraper_logs` row)."""
-
-    run_id: str | None
-    started_at: datetime | None
-
-
-@dataclass(frozen=True)
 class SkuUpdate:
     id: int
     status: str
@@ -99,16 +94,6 @@ class SkuUpdate:
     progress: bool
     error: str | None
     attempt: bool
-
-
-def latest_catalog_run(conn: psycopg.Connection, source: str) -> CatalogRun:
-    """A killed catalog run writes no log row, so it never makes every SKU look stale."""
-    row = conn.execute(
-        "SELECT run_id, started_at FROM scraper_logs WHERE scraper_name = %s "
-        "AND status <> 'error' AND run_id IS NOT NULL ORDER BY started_at DESC, id DESC LIMIT 1",
-        (source,),
-    ).fetchone()
-    return CatalogRun(row[0], row[1]) if row else CatalogRun(None, None)
 
 
 def _params(source: str, after: int, limit: int, run: CatalogRun,

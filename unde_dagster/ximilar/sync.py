@@ -26,6 +26,11 @@ from unde_dagster.ximilar.client import (
     XimilarError,
     XimilarUnavailable,
 )
+from unde_dagster.ximilar.legacy import (
+    LegacyRemoval,
+    queue_stale_item_rows,
+    remove_legacy_records,
+)
 from unde_dagster.ximilar.records import SkuForIndex
 
 log = logging.getLogger(__name__)
@@ -62,6 +67,7 @@ class BatchReport:
 class SyncReport:
     batches: list[BatchReport] = field(default_factory=list)
     unavailable: str | None = None
+    legacy: LegacyRemoval | None = None  # the old server's records removed this run
 
     def total(self, name: str) -> int:
         return sum(getattr(b, name) for b in self.batches)
@@ -221,15 +227,22 @@ def batch_logger(conn: psycopg.Connection, run_id: str, *, retry: bool
 
 
 def run_brand(conn: psycopg.Connection, client: XimilarClient, source: str, run_id: str, *,
-              retry: bool = False, settings: SyncSettings | None = None) -> SyncReport:
-    """The whole pass for one brand: removal first (so stale SKUs are never re-sent), then
-    the sync or retry pass. `conn` must be autocommit (each batch is its own transaction)."""
+              retry: bool = False, settings: SyncSettings | None = None,
+              brand: str | None = None) -> SyncReport:
+    """The whole pass for one brand: removal first (the old server's records, then stale
+    SKUs, so these are never re-sent), then the sync or retry pass. `conn` must be
+    autocommit (each batch is its own transaction)."""
     if not conn.autocommit:
         raise ValueError("run_brand needs an autocommit connection")
     settings = settings or SyncSettings()
     on_batch = batch_logger(conn, run_id, retry=retry)
     run = store.latest_catalog_run(conn, source)
+    legacy = None
+    if brand is not None:
+        queue_stale_item_rows(conn, source, run)
+        legacy = remove_legacy_records(conn, client, brand)
     removed = remove_stale(conn, client, source, settings, run, on_batch)
     report = sync_skus(conn, client, source, settings, run, retry=retry, on_batch=on_batch)
     report.batches[:0] = removed
+    report.legacy = legacy
     return report

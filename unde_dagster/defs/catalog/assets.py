@@ -9,6 +9,7 @@ import psycopg
 from unde_dagster.brands import brand as brand_of
 from unde_dagster.catalog.clean import clean_text
 from unde_dagster.catalog.collect import CatalogResult, CatalogRunFailed, collect_brand
+from unde_dagster.db.catalog_runs import CATALOG_WRITER
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
 from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.partitions import brand_partitions
@@ -57,10 +58,12 @@ def raw_products(
         batch.updated = result.counts.updated
         batch.errors = result.rejected_total
         batch.metadata = {
+            "writer": CATALOG_WRITER,
             "apify_run_id": result.apify_run_id,
             "dataset_id": result.dataset_id,
             "skus_unchanged": result.counts.unchanged,
             "skus_requeued": result.counts.requeued,
+            "skus_adopted_from_item_rows": result.counts.adopted,
             "rejected_by_reason": result.rejected,
             "dropped_photo_urls": result.dropped_photos,
             "items_cleaned": result.items_cleaned,
@@ -74,6 +77,7 @@ def raw_products(
             "skus_updated": result.counts.updated,
             "skus_unchanged": result.counts.unchanged,
             "skus_requeued_for_photos": result.counts.requeued,
+            "skus_adopted_from_item_rows": result.counts.adopted,
             "items_or_colours_rejected": result.rejected_total,
             "rejected_by_reason": dg.MetadataValue.json(result.rejected),
             **rejection_metadata(result, context.run.run_id),

@@ -50,7 +50,7 @@ def ximilar_index(
     try:
         with staging_db.connect(autocommit=True) as conn:
             report = run_brand(conn, client, brand.source, context.run.run_id,
-                               retry=config.retry, settings=settings)
+                               retry=config.retry, settings=settings, brand=brand.key)
     except XimilarAuthError as exc:
         raise dg.Failure(description=f"Ximilar refused the credentials: {exc}") from exc
     finally:
@@ -66,6 +66,7 @@ def ximilar_index(
         "requests_made": client.requests_made,
         "request_retries": client.retries,
         "removed": report.total("removed"),
+        "old_server_records_removed": report.legacy.records_deleted if report.legacy else 0,
         "batches": len(report.batches),
         "errors_by_reason": dg.MetadataValue.json(report.errors_by_reason),
     }
