@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from tests.cutover import old_servers as old
-from tests.integration.image_stage_helpers import fast_downloader, object_store
+from tests.integration.image_stage_helpers import fast_downloader, object_store, put_catalog
 from unde_dagster.catalog.items import photo_urls
 from unde_dagster.db.migrate import migrate
 from unde_dagster.defs.resources import resources_from_env
@@ -90,6 +90,21 @@ def old_world(stack: LocalStack, tmp_path: Path) -> Iterator[OldWorld]:
         old.drop_old_database(admin, production)
 
 
+@pytest.fixture()
+def catalog(stack: LocalStack) -> Iterator[Callable[[list[dict[str, Any]]], None]]:
+    """Serve these items as the brand's Apify catalog (the emulator's own restored after)."""
+    assert stack.emulators is not None
+    url = f"{stack.emulators.base_url('apify')}/_emulator/apify/catalog/{BRAND}"
+    original = requests.get(url, timeout=10).json()
+    yield lambda items: put_catalog(stack, BRAND, items)
+    requests.put(url, json=original, timeout=10).raise_for_status()
+
+
+def item(item_id: int, *colours: tuple[str, int]) -> dict[str, Any]:
+    """A zara item in the seed's format: (colour id, photo count) per colour."""
+    return old.zara_item(item_id, [(c, f"Colour {c}", n) for c, n in colours])
+
+
 class OldServers:
     """The old downloader, collage worker and Ximilar sync doing their work for real."""
 
@@ -97,10 +112,14 @@ class OldServers:
         self.world = world
         self.store = object_store(world.stack)
         self.s3 = self.store.get_client()
+        self.on_notice: Callable[[str], None] | None = None  # the server's warnings to it
 
     def download(self, row_id: int) -> list[str]:
         """The seed downloader on one row: each URL through the proxy, stored, row updated."""
         with self.world.connect("downloader") as conn:
+            if self.on_notice is not None:
+                notice = self.on_notice
+                conn.add_notice_handler(lambda d: notice(str(d.message_primary)))
             row = conn.execute("SELECT brand, external_id, original_image_urls FROM "
                                "raw_products WHERE id = %s", (row_id,)).fetchone()
             assert row is not None

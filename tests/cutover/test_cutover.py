@@ -10,11 +10,17 @@ from typing import Any
 
 import dagster as dg
 import pytest
-import requests
 
 from tests.cutover import old_servers as old
-from tests.cutover.conftest import BRAND, OldServers, OldWorld, colour_photos, row_ids
-from tests.integration.image_stage_helpers import materialize, photo_requests, put_catalog
+from tests.cutover.conftest import (
+    BRAND,
+    OldServers,
+    OldWorld,
+    colour_photos,
+    item,
+    row_ids,
+)
+from tests.integration.image_stage_helpers import materialize, photo_requests
 from unde_dagster.db.catalog_runs import latest_catalog_run
 from unde_dagster.db.cutover import report
 from unde_dagster.db.migrate import ROLE_NEEDED, MigrationRoleError, migrate
@@ -26,10 +32,6 @@ from unde_dagster.defs.ximilar.assets import ximilar_index
 
 SOURCE = f"apify_{BRAND}"
 RETRY = {"config": {"retry_errors": True}}
-
-
-def item(item_id: int, *colours: tuple[str, int]) -> dict[str, Any]:
-    return old.zara_item(item_id, [(c, f"Colour {c}", n) for c, n in colours])
 
 
 # One item per state the old servers leave a row in.
@@ -44,15 +46,6 @@ ITEMS = {
     "ximilar_error": item(910008, ("800", 2)),
     "gone": item(910009, ("800", 2)),  # indexed by the old server, not in the new catalog
 }
-
-
-@pytest.fixture()
-def catalog(stack: Any) -> Any:
-    assert stack.emulators is not None
-    url = f"{stack.emulators.base_url('apify')}/_emulator/apify/catalog/{BRAND}"
-    original = requests.get(url, timeout=10).json()
-    yield lambda items: put_catalog(stack, BRAND, items)
-    requests.put(url, json=original, timeout=10).raise_for_status()
 
 
 def build_old_state(world: OldWorld) -> dict[str, list[str]]:
