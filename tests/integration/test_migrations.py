@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
 
-from unde_dagster.db.migrate import load_migrations, migrate
+from unde_dagster.db.migrate import MigrationRoleError, load_migrations, migrate
 from unde_local.postgres import with_database
 from unde_local.stack import LocalStack
 
@@ -119,3 +120,64 @@ def test_availability_daily_key_is_unique_per_utc_day(old_database: str) -> None
         conn.execute(insert, ("2026-11-24 01:00+00",))
         with pytest.raises(psycopg.errors.UniqueViolation):
             conn.execute(insert, ("2026-11-23 23:00+00",))
+
+
+def test_odd_old_rows_migrate_to_states_the_stages_take_up(old_database: str) -> None:
+    """Retry counts of every JSON type, and statuses only an old worker knew."""
+    odd = [
+        ("c-str", "error", None, '{"retry_count": "2"}', "pending"),
+        ("c-float", "error", None, '{"retry_count": 2.0}', "pending"),
+        ("c-huge", "error", None, '{"retry_count": 1099511627776}', "pending"),
+        ("c-neg", "error", None, '{"retry_count": -4}', "pending"),
+        ("c-junk", "error", None, '{"retry_count": {"n": 1}}', "pending"),
+        ("c-array", "pending", None, '[1, 2]', "pending"),
+        ("busy-dl", "downloading", None, "{}", "syncing"),
+        ("busy-col", "processing", '["https://x.test/originals/zara/busy-col/1.jpg"]', "{}",
+         "pending"),
+    ]
+    with psycopg.connect(old_database, autocommit=True) as conn:
+        for ext, status, urls, raw, ximilar in odd:
+            conn.execute(
+                "INSERT INTO raw_products (source, external_id, brand, scraped_at, image_status, "
+                "image_urls, raw_data, ximilar_status, updated_at) "
+                "VALUES ('apify_zara', %s, 'zara', NOW(), %s, %s, %s, %s, "
+                "NOW() - interval '3 hours')", (ext, status, urls, raw, ximilar))
+    migrate(old_database, "staging")
+    with psycopg.connect(old_database) as conn:
+        got = {r[0]: r[1:] for r in conn.execute(
+            "SELECT external_id, image_status, image_error_stage, image_attempts, ximilar_status, "
+            "image_attempted_at < NOW() - interval '2 hours' FROM raw_products "
+            "WHERE external_id = ANY(%s)", ([o[0] for o in odd],)).fetchall()}
+    assert got == {
+        "c-str": ("error", "download", 2, "pending", True),
+        "c-float": ("error", "download", 2, "pending", True),
+        "c-huge": ("error", "download", 32767, "pending", True),
+        "c-neg": ("error", "download", 0, "pending", True),
+        "c-junk": ("error", "download", 0, "pending", True),
+        "c-array": ("pending", None, 0, "pending", None),
+        "busy-dl": ("pending", None, 0, "pending", None),
+        "busy-col": ("uploaded", None, 0, "pending", None),
+    }
+
+
+def test_a_role_that_does_not_own_the_tables_is_told_which_it_needs(
+    old_database: str,
+) -> None:
+    role = f"reader_{uuid.uuid4().hex[:6]}"
+    with psycopg.connect(old_database, autocommit=True) as conn:
+        conn.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'pw'")
+        conn.execute(f"GRANT SELECT, UPDATE ON raw_products TO {role}")
+    parts = urlsplit(old_database)
+    as_role = urlunsplit(parts._replace(netloc=f"{role}:pw@{parts.hostname}:{parts.port}"))
+    try:
+        with pytest.raises(MigrationRoleError) as err:
+            migrate(as_role, "staging")
+        assert "must run as the role that owns its tables" in str(err.value)
+        assert f"Connected as {role!r}: raw_products belongs to" in str(err.value)
+        with psycopg.connect(old_database) as conn:
+            assert conn.execute("SELECT to_regclass('unde_schema_migrations')").fetchone() == (
+                None,)
+    finally:
+        with psycopg.connect(old_database, autocommit=True) as conn:
+            conn.execute(f"REVOKE ALL ON raw_products FROM {role}")
+            conn.execute(f"DROP ROLE {role}")
