@@ -38,51 +38,38 @@ elif [ "$wanted" -ne 3 ]; then
 fi
 .venv/bin/python -c "$PG_PY" describe
 
-# Chromium for tests/e2e/test_ui_browser.py: Debian's package, installed as root or via sudo.
-if [ ! -x /usr/bin/chromium ]; then
-  echo "no /usr/bin/chromium: installing Debian's chromium for the browser test"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    SUDO=(sudo -n)
-  else
-    echo "cannot install chromium: not root and no passwordless sudo;" \
-      "install it with: apt-get install chromium" >&2
+# Debian packages the tests need, installed as root or via sudo: `debian_package PKG BIN WHY`.
+debian_package() {
+  local pkg=$1 bin=$2 why=$3 sudo=()
+  [ -x "$bin" ] && return 0
+  echo "no $bin: installing Debian's $pkg for $why"
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+      sudo=(sudo -n)
+    else
+      echo "cannot install $pkg: not root and no passwordless sudo;" \
+        "install it with: apt-get install $pkg" >&2
+      exit 1
+    fi
+  fi
+  if ! { "${sudo[@]}" apt-get update -qq \
+      && "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$pkg"; } \
+      >"/tmp/unde-$pkg-install.log" 2>&1 || [ ! -x "$bin" ]; then
+    tail -20 "/tmp/unde-$pkg-install.log" >&2
+    echo "cannot install Debian's $pkg (log: /tmp/unde-$pkg-install.log)" >&2
     exit 1
   fi
-  if ! { "${SUDO[@]}" apt-get update -qq \
-      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
-      >/tmp/unde-chromium-install.log 2>&1 || [ ! -x /usr/bin/chromium ]; then
-    tail -20 /tmp/unde-chromium-install.log >&2
-    echo "cannot install Debian's chromium (log: /tmp/unde-chromium-install.log)" >&2
-    exit 1
+  if [ "$pkg" = pgbouncer ]; then  # only our own instances run: stop the package's service
+    "${sudo[@]}" service pgbouncer stop >/dev/null 2>&1 \
+      || "${sudo[@]}" pkill -x pgbouncer >/dev/null 2>&1 || true
   fi
-fi
+}
+
+# Chromium for tests/e2e/test_ui_browser.py.
+debian_package chromium /usr/bin/chromium "the browser test"
 echo "Chromium: $(/usr/bin/chromium --version 2>/dev/null || echo /usr/bin/chromium)"
 
-# PgBouncer for tests/integration/test_pgbouncer_local.py (unde_local/pgbouncer.py starts one
-# per test session in transaction pool mode, as production reaches the Staging DB): Debian's
-# package, installed as root or via sudo. The package's own service is stopped.
-if [ ! -x /usr/sbin/pgbouncer ]; then
-  echo "no /usr/sbin/pgbouncer: installing Debian's pgbouncer for the pooling test"
-  if [ "$(id -u)" -eq 0 ]; then
-    SUDO=()
-  elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-    SUDO=(sudo -n)
-  else
-    echo "cannot install pgbouncer: not root and no passwordless sudo;" \
-      "install it with: apt-get install pgbouncer" >&2
-    exit 1
-  fi
-  if ! { "${SUDO[@]}" apt-get update -qq \
-      && "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer; } \
-      >/tmp/unde-pgbouncer-install.log 2>&1 || [ ! -x /usr/sbin/pgbouncer ]; then
-    tail -20 /tmp/unde-pgbouncer-install.log >&2
-    echo "cannot install Debian's pgbouncer (log: /tmp/unde-pgbouncer-install.log)" >&2
-    exit 1
-  fi
-  # Only our own instances run: the package's service (if it started) is stopped.
-  "${SUDO[@]}" service pgbouncer stop >/dev/null 2>&1 \
-    || "${SUDO[@]}" pkill -x pgbouncer >/dev/null 2>&1 || true
-fi
+# PgBouncer for tests/cutover (unde_local/pgbouncer.py starts one per test in transaction
+# pool mode, as production reaches the Staging DB).
+debian_package pgbouncer /usr/sbin/pgbouncer "the cut-over tests"
 echo "PgBouncer: $(/usr/sbin/pgbouncer --version 2>/dev/null | head -1 || echo /usr/sbin/pgbouncer)"
