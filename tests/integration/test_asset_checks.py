@@ -43,11 +43,13 @@ def hook(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     server.server_close()
 
 
-def run_check(asset: str, name: str, resources: dict, instance: dg.DagsterInstance) -> Any:
+def run_check(asset: str, name: str, resources: dict, instance: dg.DagsterInstance,
+              brand_run: str | None = None) -> Any:
+    """One evaluation; `brand_run`: as in a run of that brand (its partition tag set)."""
     key = dg.AssetCheckKey(dg.AssetKey(asset), name)
     result = dg.materialize(
         [*ASSETS, *CHECKS], selection=dg.AssetSelection.checks(key), resources=resources,
-        instance=instance,
+        instance=instance, tags={"dagster/partition": brand_run} if brand_run else None,
     )
     [evaluation] = result.get_asset_check_evaluations()
     return evaluation
@@ -116,6 +118,28 @@ def test_last_batch_error_rate(
     tuned = run_check("product_collages", "last_batch_error_rate", strict, instance)
     assert not tuned.passed
     assert tuned.metadata["by_brand"].value["zara"]["threshold"] == 0.05
+    [row] = [r for r in tuned.metadata["brands"].value.records if r.data["brand"] == "zara"]
+    assert row.data == {"brand": "zara", "status": "FAILED", "value": "10.0%: 1 of 10",
+                        "threshold": "at most 5% of a batch"}
+
+
+def test_a_later_brand_run_does_not_turn_a_failing_brand_green(
+    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    for brand, errors in (("bershka", 7), ("zara", 0)):
+        staging.execute(
+            "INSERT INTO scraper_logs (scraper_name, status, records_fetched, records_errors, "
+            "started_at, metadata) VALUES ('photo_downloader', 'partial', 10, %s, NOW(), %s)",
+            (errors, json.dumps({"brand": brand})),
+        )
+    for run_brand in ("bershka", "zara"):
+        result = run_check("product_originals", "last_batch_error_rate", resources, instance,
+                           brand_run=run_brand)
+        assert not result.passed and result.severity == dg.AssetCheckSeverity.ERROR
+        assert result.metadata["brands_failed"].value == ["bershka"]
+        table = {r.data["brand"]: r.data["status"] for r in result.metadata["brands"].value.records}
+        assert table["bershka"] == "FAILED" and table["zara"] == "ok"
+        assert result.metadata["brands_checked"].value == len(table) > 2
 
 
 def test_catalog_last_batch_error_rate_reads_the_brands_apify_log(

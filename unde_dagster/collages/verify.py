@@ -30,7 +30,8 @@ def collage_dimensions(
         actual = _size(fetch(key_of(url)))
         if actual != (width, height):
             bad.append(f"{external_id}: {actual[0]}x{actual[1]} != {width}x{height}")
-    return Verdict(not bad, {"sampled": len(sampled), "mismatches": bad})
+    return Verdict(not bad, {"sampled": len(sampled), "mismatches": bad},
+                   f"{len(bad)} of {len(sampled)} recent collages differ", "none differs")
 
 
 def _size(body: bytes) -> tuple[int, int]:

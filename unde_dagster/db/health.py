@@ -19,6 +19,8 @@ from unde_dagster.db import queues
 class Verdict:
     passed: bool
     detail: dict[str, Any]
+    value: str = ""  # what was measured, readable ("35.0% of 20")
+    limit: str = ""  # the threshold in force, readable ("at most 20.0%")
 
 
 def last_batch_error_rate(
@@ -31,19 +33,23 @@ def last_batch_error_rate(
     `apify_<brand>`), so the row is not filtered on `metadata.brand`.
     """
     batch = queues.last_batch(conn, list(scraper_names), brand if logs_per_brand else None)
+    limit = f"at most {max_rate:.0%} of a batch"
     if batch is None:
-        return Verdict(True, {"last_batch": None})
+        return Verdict(True, {"last_batch": None}, "no batch yet", limit)
     rate = round(batch.error_rate, 4)
     return Verdict(rate <= max_rate, {
         "error_rate": rate, "fetched": batch.fetched, "errors": batch.errors,
         "run_id": batch.run_id, "threshold": max_rate,
-    })
+    }, f"{rate:.1%}: {batch.errors} of {batch.fetched}"
+       + (f" (run {batch.run_id})" if batch.run_id else ""), limit)
 
 
 def skus_stuck(conn: psycopg.Connection, brand: str, *, status: str, sla_hours: float) -> Verdict:
     """No SKU of the brand has waited in `status` longer than `sla_hours`."""
     count, sample = queues.stuck_skus(conn, status, int(sla_hours * 3600), brand)
-    return Verdict(count == 0, {"stuck": count, "sla_hours": sla_hours, "sample": sample})
+    value = f"{count} SKUs" + (f" (e.g. {', '.join(sample[:3])})" if sample else "")
+    return Verdict(count == 0, {"stuck": count, "sla_hours": sla_hours, "sample": sample},
+                   value, f"none in {status} over {sla_hours:g} h")
 
 
 def pilot_coverage(conn: psycopg.Connection, brand: str, *, min_share: float) -> Verdict:
@@ -53,4 +59,4 @@ def pilot_coverage(conn: psycopg.Connection, brand: str, *, min_share: float) ->
     return Verdict(share >= min_share, {
         "pilot_ready": ready, "synced": synced, "coverage": round(share, 4),
         "threshold": min_share,
-    })
+    }, f"{share:.1%}: {synced} of {ready}", f"at least {min_share:.0%}")

@@ -1,9 +1,12 @@
-"""How every asset check reports: evaluated per brand, one result, an alert when it turns red.
+"""How every asset check reports: every brand evaluated, one row per brand, an alert when a
+brand turns red.
 
-The checks are not partitioned (partitioned checks are not settled in Dagster 1.13); in a
-brand run they look at that run's brand (`dagster/partition`), run alone they look at every
-brand and fail if any brand does. Each stage's `checks.py` says what is checked; the
-verdicts themselves are plain functions (`unde_dagster.db.health`).
+Each evaluation looks at every brand, whatever run it rides in, so a later brand's run
+never turns a failing brand green: the check fails while any brand fails, and its table
+shows each brand's value beside the threshold in force. (Partitioned checks are a preview
+in Dagster 1.13 and cannot be run on their own for a partition, so they are not used.)
+Each stage's `checks.py` says what is checked; the verdicts themselves are plain functions
+(`unde_dagster.db.health`).
 """
 
 from collections.abc import Callable
@@ -15,36 +18,47 @@ from unde_dagster.alerts import send_alert
 from unde_dagster.brands import load_brands
 from unde_dagster.db.health import Verdict
 from unde_dagster.resources.databases import StagingDatabase
-from unde_deploy.roles import PARTITION_TAG
 
 HISTORY_LOOKBACK = 50  # earlier evaluations read to find each brand's last verdict
 
 BrandVerdict = Callable[[psycopg.Connection, str], Verdict]
 
-
-def brands_in_scope(context: dg.AssetCheckExecutionContext) -> list[str]:
-    brand = context.run.tags.get(PARTITION_TAG)
-    return [brand] if brand in load_brands() else list(load_brands())
+_TABLE = dg.TableSchema(columns=[
+    dg.TableColumn("brand", "string"),
+    dg.TableColumn("status", "string"),
+    dg.TableColumn("value", "string"),
+    dg.TableColumn("threshold", "string"),
+])
 
 
 def check_brands(
-    context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase, verdict: BrandVerdict
+    context: dg.AssetCheckExecutionContext, staging_db: StagingDatabase, verdict: BrandVerdict,
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.WARN,
 ) -> dg.AssetCheckResult:
-    """The check's verdict for every brand in scope, as one result (and an alert if new)."""
+    """The check's verdict for every brand, as one result (and an alert for newly red ones)."""
     with staging_db.connect(autocommit=True) as conn:
-        verdicts = {b: verdict(conn, b) for b in brands_in_scope(context)}
+        verdicts = {b: verdict(conn, b) for b in sorted(load_brands())}
     [spec] = context.check_specs
     failed = sorted(b for b, v in verdicts.items() if not v.passed)
     alerted = failing_before(context.instance, spec.key, context.run.run_id)
     newly = [b for b in failed if b not in alerted]
     if newly:
-        details = "; ".join(f"{b}: {verdicts[b].detail}" for b in newly)
+        details = "; ".join(f"{b}: {verdicts[b].value or verdicts[b].detail}" for b in newly)
         send_alert(f":warning: UNDE check `{spec.asset_key.to_user_string()}.{spec.name}` "
                    f"failed for {', '.join(newly)} (run `{context.run.run_id}`) — "
                    f"{details}"[:2000])
+    rows = [
+        dg.TableRecord({"brand": b, "status": "ok" if v.passed else "FAILED",
+                        "value": v.value, "threshold": v.limit})
+        for b, v in sorted(verdicts.items(), key=lambda bv: (bv[1].passed, bv[0]))
+    ]
     return dg.AssetCheckResult(
         passed=not failed,
+        severity=severity,
+        description=(f"failing: {', '.join(failed)}" if failed
+                     else f"all {len(verdicts)} brands pass"),
         metadata={
+            "brands": dg.MetadataValue.table(rows, schema=_TABLE),
             "brands_checked": len(verdicts),
             "brands_failed": dg.MetadataValue.json(failed),
             "by_brand": dg.MetadataValue.json({b: v.detail for b, v in verdicts.items()}),

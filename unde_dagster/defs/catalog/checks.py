@@ -1,4 +1,4 @@
-"""Checks of `raw_products`, per brand."""
+"""Checks of `raw_products`: each evaluation covers every brand, one table row per brand."""
 
 import dagster as dg
 
@@ -12,7 +12,7 @@ from unde_dagster.resources.databases import StagingDatabase
 
 @dg.asset_check(
     asset=raw_products, name="last_batch_error_rate",
-    description="The brand's last catalog run rejected at most `max_batch_error_rate` of its "
+    description="Each brand's last catalog run rejected at most `max_batch_error_rate` of its "
     "items (resource `check_thresholds`, default 20%).",
 )
 def raw_products_last_batch_error_rate(
@@ -22,4 +22,4 @@ def raw_products_last_batch_error_rate(
     return check_brands(context, staging_db, lambda conn, brand: health.last_batch_error_rate(
         conn, brand, scraper_names=[brand_of(brand).source], logs_per_brand=False,
         max_rate=check_thresholds.max_batch_error_rate,
-    ))
+    ), severity=dg.AssetCheckSeverity.ERROR)

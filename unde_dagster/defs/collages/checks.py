@@ -1,4 +1,4 @@
-"""Checks of `product_collages`, per brand."""
+"""Checks of `product_collages`: each evaluation covers every brand, one table row per brand."""
 
 from functools import partial
 
@@ -15,7 +15,7 @@ from unde_dagster.resources.object_store import ObjectStore
 
 @dg.asset_check(
     asset=product_collages, name="last_batch_error_rate",
-    description="The brand's last collage batch failed at most `max_batch_error_rate` of its "
+    description="Each brand's last collage batch failed at most `max_batch_error_rate` of its "
     "SKUs (resource `check_thresholds`, default 20%).",
 )
 def product_collages_last_batch_error_rate(
@@ -24,7 +24,7 @@ def product_collages_last_batch_error_rate(
 ) -> dg.AssetCheckResult:
     return check_brands(context, staging_db, lambda conn, brand: health.last_batch_error_rate(
         conn, brand, scraper_names=COLLAGE_LOGS, max_rate=check_thresholds.max_batch_error_rate,
-    ))
+    ), severity=dg.AssetCheckSeverity.ERROR)
 
 
 @dg.asset_check(

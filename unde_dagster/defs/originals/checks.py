@@ -1,4 +1,4 @@
-"""Checks of `product_originals`, per brand."""
+"""Checks of `product_originals`: each evaluation covers every brand, one table row per brand."""
 
 import dagster as dg
 
@@ -11,7 +11,7 @@ from unde_dagster.resources.databases import StagingDatabase
 
 @dg.asset_check(
     asset=product_originals, name="last_batch_error_rate",
-    description="The brand's last download batch (new work or retry pass) failed at most "
+    description="Each brand's last download batch (new work or retry pass) failed at most "
     "`max_batch_error_rate` of its SKUs (resource `check_thresholds`, default 20%).",
 )
 def product_originals_last_batch_error_rate(
@@ -20,7 +20,7 @@ def product_originals_last_batch_error_rate(
 ) -> dg.AssetCheckResult:
     return check_brands(context, staging_db, lambda conn, brand: health.last_batch_error_rate(
         conn, brand, scraper_names=DOWNLOADER_LOGS, max_rate=check_thresholds.max_batch_error_rate,
-    ))
+    ), severity=dg.AssetCheckSeverity.ERROR)
 
 
 @dg.asset_check(

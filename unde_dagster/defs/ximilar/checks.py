@@ -1,4 +1,4 @@
-"""Checks of `ximilar_index`, per brand."""
+"""Checks of `ximilar_index`: each evaluation covers every brand, one table row per brand."""
 
 import dagster as dg
 
@@ -11,7 +11,7 @@ from unde_dagster.resources.databases import StagingDatabase
 
 @dg.asset_check(
     asset=ximilar_index, name="pilot_coverage",
-    description="At least `min_pilot_coverage` (default 90%) of the brand's pilot SKUs with "
+    description="At least `min_pilot_coverage` (default 90%) of each brand's pilot SKUs with "
     "images ready are synced to Ximilar.",
 )
 def ximilar_index_pilot_coverage(
