@@ -30,6 +30,12 @@ ENGINE_TAG = "unde/docker_engine"
 MULTI_ROLE = "multi"
 SPANS_ROLES_ENV = "UNDE_SPANS_ROLES"
 """Set (=1) in the containers of a run spanning roles: see unde_deploy/entrypoint.py."""
+BRAND_TAG = "unde/brand"
+STAGE_TAG = "unde/stage"
+TRIGGER_TAG = "unde/trigger"
+SKUS_TAG = "unde/skus"
+"""Plain run tags for the runs list: the brand, the stage(s), what launched the run (schedule,
+sensor, backfill, re-execution, manual) and, once it ran, how many SKUs it handled."""
 PARTITION_TAG = "dagster/partition"
 RANGE_START_TAG = "dagster/asset_partition_range_start"
 RANGE_END_TAG = "dagster/asset_partition_range_end"
@@ -139,7 +145,26 @@ def run_role_tags(roles: Iterable[str], run_tags: Mapping[str, str]) -> dict[str
         tags[uses_tag(role)] = "true"
         if brand:
             tags[brand_tag(role)] = brand
+    if brand:
+        tags[BRAND_TAG] = brand
+    if STAGE_TAG not in run_tags:
+        tags[STAGE_TAG] = ",".join(s for s, r in STAGE_ROLES.items() if r in wanted)
+    if TRIGGER_TAG not in run_tags:
+        tags[TRIGGER_TAG] = trigger_of(run_tags)
     return tags
+
+
+def trigger_of(run_tags: Mapping[str, str]) -> str:
+    """What launched a run, from the tags Dagster itself sets."""
+    if "dagster/backfill" in run_tags:
+        return "backfill"
+    if "dagster/schedule_name" in run_tags:
+        return f"schedule {run_tags['dagster/schedule_name']}"
+    if "dagster/sensor_name" in run_tags:
+        return f"sensor {run_tags['dagster/sensor_name']}"
+    if "dagster/parent_run_id" in run_tags:
+        return "re-execution"
+    return "manual"
 
 
 def concurrency_limits(per_role: Mapping[str, int]) -> list[dict[str, object]]:

@@ -108,11 +108,27 @@ def test_run_tags_single_and_multi_role() -> None:
         "unde/roles": "collage",
         "unde/uses_collage": "true",
         "unde/brand_collage": "zara",
+        "unde/brand": "zara",
+        "unde/stage": "collages",
+        "unde/trigger": "manual",
     }
     multi = run_role_tags(["ximilar", "apify"], {})
     assert multi["unde/role"] == "multi"
     assert multi["unde/roles"] == "apify,ximilar"
-    assert not any(k.startswith("unde/brand_") for k in multi)
+    assert multi["unde/stage"] == "catalog,ximilar"
+    assert not any(k.startswith("unde/brand") for k in multi)
+
+
+def test_plain_run_tags_say_what_launched_the_run_and_keep_a_jobs_own() -> None:
+    def tags(**run_tags: str) -> dict[str, str]:
+        return run_role_tags(["downloader"], {"dagster/partition": "zara", **run_tags})
+    assert tags(**{"dagster/backfill": "b1"})["unde/trigger"] == "backfill"
+    assert tags(**{"dagster/schedule_name": "downloader_retry_hourly"})["unde/trigger"] == (
+        "schedule downloader_retry_hourly")
+    assert tags(**{"dagster/sensor_name": "s"})["unde/trigger"] == "sensor s"
+    assert tags(**{"dagster/parent_run_id": "r"})["unde/trigger"] == "re-execution"
+    assert "unde/trigger" not in tags(**{"unde/trigger": "demo"})  # the run's own is kept
+    assert "unde/stage" not in tags(**{"unde/stage": "originals"})
 
 
 def test_multi_role_runs_need_a_declared_host() -> None:

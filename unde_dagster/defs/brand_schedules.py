@@ -17,7 +17,7 @@ import dagster as dg
 from unde_dagster.db.claims import StageQueue
 from unde_dagster.db.queues import brands_with_retries
 from unde_dagster.resources.databases import StagingDatabase
-from unde_deploy.roles import stage_job_tags, stage_run_tags
+from unde_deploy.roles import STAGE_TAG, stage_job_tags, stage_run_tags
 
 # Transient faults (DB restart, S3 5xx, proxy down) fail the op; bad data never does (it ends
 # as an error on the SKU), so retrying a failed op is safe and cannot loop on a bad row.
@@ -53,14 +53,18 @@ def stops_when_terminated(compute: Compute) -> Compute:
     return run  # type: ignore[return-value]
 
 
-def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str):
-    """A job of one stage's asset: each run is one brand's work on that stage's role host."""
+def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str,
+                  config: Mapping[str, Any] | None = None):
+    """A job of one stage's asset: each run is one brand's work on that stage's role host.
+    `config`: the run config the launchpad opens with (a preset)."""
+    stage = name.removesuffix("_job").removesuffix("_retry")
     return dg.define_asset_job(
         name,
         selection=dg.AssetSelection.assets(asset),
         description=description,
-        tags=stage_job_tags(role),
+        tags={**stage_job_tags(role), STAGE_TAG: stage},
         op_retry_policy=TRANSIENT_RETRY,
+        config=dict(config) if config else None,
     )
 
 

@@ -38,7 +38,17 @@ class ImageStageConfig(dg.Config):
         description="take this stage's errors that are due for another try (the :30 retry "
         "pass) instead of new work",
     )
+    ignore_cooldown: bool = Field(
+        default=False,
+        description="with retry_errors: retry failed SKUs now, not only those that failed at "
+        "least the cool-down (1 h) ago; attempts still count",
+    )
     max_batches: int = Field(default=25, description="batches per run before it stops")
+
+
+def retry_preset(asset: str) -> dict[str, Any]:
+    """Run config of a by-hand retry: the retry pass, cool-down ignored."""
+    return {"ops": {asset: {"config": {"retry_errors": True, "ignore_cooldown": True}}}}
 
 
 def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:
@@ -113,6 +123,8 @@ def drain_queue(
             "scraper_logs row (process or database gone): closed as crashed"
         )
     connect = connect or sibling_connect(conn)
+    if config.retry_errors and config.ignore_cooldown:
+        rules = dataclasses.replace(rules, retry_after_s=0)
     for number in range(1, config.max_batches + 1):
         rows = claim_batch(
             conn, queue, brand=brand, token=token, rules=rules, retry=config.retry_errors

@@ -6,6 +6,7 @@ from unde_dagster.brands import load_brands
 from unde_dagster.db.claims import COLLAGE_QUEUE
 from unde_dagster.defs.brand_schedules import brand_requests, brands_due_for_retry, one_brand_job
 from unde_dagster.defs.collages.assets import product_collages
+from unde_dagster.defs.image_stages import retry_preset
 from unde_dagster.defs.work_sensors import (
     WORK_SENSOR_INTERVAL_S,
     WorkQueue,
@@ -19,8 +20,19 @@ ROLE = STAGE_ROLES["collages"]
 
 collages_job = one_brand_job(
     "collages_job", product_collages, ROLE,
-    "One brand's `uploaded` SKUs: one collage each. The work sensor launches it; launch by "
-    "hand with `retry_errors: true` to retry failed collages now.",
+    "Builds one collage for each of one brand's `uploaded` SKUs. The work sensor launches "
+    "it within 30 s of new work; launch it by hand only to push a brand through now. To "
+    "retry failed collages, launch `collages_retry_job`.",
+)
+
+collages_retry_job = one_brand_job(
+    "collages_retry_job", product_collages, ROLE,
+    "Retries one brand's failed collages now. Launch it after fixing what made them fail "
+    "(an unreadable original, the bucket), for one brand or as a backfill of several from "
+    "the partitions dialog. The preset ignores the 1 h cool-down; SKUs that already had 3 "
+    "attempts stay failed. The hourly :30 pass (`collage_retry_hourly`) does the same with "
+    "the cool-down.",
+    config=retry_preset("product_collages"),
 )
 
 

@@ -5,6 +5,7 @@ import dagster as dg
 from unde_dagster.brands import load_brands
 from unde_dagster.db.claims import DOWNLOAD_QUEUE
 from unde_dagster.defs.brand_schedules import brand_requests, brands_due_for_retry, one_brand_job
+from unde_dagster.defs.image_stages import retry_preset
 from unde_dagster.defs.originals.assets import product_originals
 from unde_dagster.defs.work_sensors import (
     WORK_SENSOR_INTERVAL_S,
@@ -19,8 +20,19 @@ ROLE = STAGE_ROLES["originals"]
 
 originals_job = one_brand_job(
     "originals_job", product_originals, ROLE,
-    "One brand's `pending` SKUs: photos through the proxy into S3. The work sensor launches "
-    "it; launch by hand with `retry_errors: true` to retry failed SKUs now.",
+    "Downloads the photos of one brand's `pending` SKUs through the proxy into S3. The work "
+    "sensor launches it within 30 s of new work; launch it by hand only to push a brand "
+    "through now. To retry failed downloads, launch `originals_retry_job`.",
+)
+
+originals_retry_job = one_brand_job(
+    "originals_retry_job", product_originals, ROLE,
+    "Retries one brand's failed downloads now. Launch it after fixing what made them fail "
+    "(proxy, CDN block, bucket), for one brand or as a backfill of several from the "
+    "partitions dialog. The preset ignores the 1 h cool-down; SKUs that already had 3 "
+    "attempts stay failed. The hourly :30 pass (`downloader_retry_hourly`) does the same "
+    "with the cool-down.",
+    config=retry_preset("product_originals"),
 )
 
 
