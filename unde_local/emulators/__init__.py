@@ -24,7 +24,7 @@ from aiohttp import web
 
 from unde_local.emulators import apify, cdn_proxy
 from unde_local.emulators.faults import FaultInjector
-from unde_local.fixtures.photos import PhotoPool
+from unde_local.fixtures.photos import PhotoPool, pool_sizes_from_env
 
 DEFAULT_CDN_BASE_URL = f"http://{cdn_proxy.DEFAULT_CDN_HOST}"
 # name -> attribute of EmulatorUrls holding its base URL
@@ -65,7 +65,8 @@ class Emulators:
                  apify_token: str = "local-apify-token", proxy_user: str = "brd-customer-local",
                  proxy_password: str = "local-proxy-password", data_dir: Path | None = None,
                  cdn_base_url: str = DEFAULT_CDN_BASE_URL, run_duration_s: float = 0.5,
-                 seed: int = 0, warm_photos: bool = False) -> None:
+                 seed: int = 0, warm_photos: bool = False,
+                 photo_sizes: tuple[tuple[int, int], ...] | None = None) -> None:
         self.host, self.ports = host, dict(ports or {})
         self.tasks = dict(tasks if tasks is not None else default_tasks())
         self.items_per_brand, self.apify_token = items_per_brand, apify_token
@@ -73,7 +74,10 @@ class Emulators:
         self.data_dir, self.cdn_base_url = data_dir, cdn_base_url.rstrip("/")
         self.run_duration_s, self.seed, self.warm_photos = run_duration_s, seed, warm_photos
         self.faults: dict[str, FaultInjector] = {}
-        self.photo_pool = PhotoPool(seed, data_dir / "photo-cache" if data_dir else None)
+        # photo_sizes: every photo at these sizes (None: UNDE_LOCAL_PHOTO_SIZE if set, else
+        # the pool's realistic default sizes).
+        self.photo_pool = PhotoPool(seed, data_dir / "photo-cache" if data_dir else None,
+                                    sizes=photo_sizes or pool_sizes_from_env())
         self.urls: EmulatorUrls | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
