@@ -305,6 +305,28 @@ def measure_fetch(proxy_url: str, skus: list[list[str]], n_skus: int = 12
     return statistics.fmean(times[len(times) // 4:]), photos  # first ones build the pool
 
 
+def measure_s3(env: dict[str, str], photo: bytes, n: int = 30) -> tuple[float, float]:
+    """Mean seconds of one boto3 PUT and one GET of a photo-sized object on the stack's store
+    (what each SKU costs the stages beside the fetch and the codec)."""
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=env["S3_ENDPOINT"], region_name="us-east-1",
+                      aws_access_key_id=env["S3_ACCESS_KEY"],
+                      aws_secret_access_key=env["S3_SECRET_KEY"])
+    puts, gets = [], []
+    for i in range(n):
+        key = f"bench-scale/{i}.jpg"
+        t0 = time.perf_counter()
+        s3.put_object(Bucket=env["S3_BUCKET"], Key=key, Body=photo, ContentType="image/jpeg")
+        t1 = time.perf_counter()
+        s3.get_object(Bucket=env["S3_BUCKET"], Key=key)["Body"].read()
+        puts.append(t1 - t0)
+        gets.append(time.perf_counter() - t1)
+    for i in range(n):
+        s3.delete_object(Bucket=env["S3_BUCKET"], Key=f"bench-scale/{i}.jpg")
+    return statistics.fmean(puts[3:]), statistics.fmean(gets[3:])
+
+
 def measure_codec(photos: list[list[bytes]], rounds: int = 3) -> float:
     """Seconds per SKU of build_collage in this process, median of `rounds` passes."""
     from unde_dagster.collages.compose import build_collage
@@ -544,6 +566,18 @@ def explain_claim(staging_url: str, ready: str = "pending", limit: int = 200) ->
     return plan
 
 
+def explain_abandoned(staging_url: str) -> list[str]:
+    import psycopg
+
+    with psycopg.connect(staging_url, autocommit=True) as conn:
+        n = conn.execute("SELECT count(*) FROM scraper_logs").fetchone()[0]
+        plan = [r[0] for r in conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) SELECT id, run_id FROM scraper_logs "
+            "WHERE status = 'running' AND scraper_name = ANY(%s) AND metadata->>'brand' = %s",
+            (["photo_downloader"], BRAND)).fetchall()]
+    return [f"(scraper_logs holds {n} rows)", *plan]
+
+
 # --- printing -----------------------------------------------------------------------------
 
 def fmt_mb(kb: int) -> str:
@@ -678,6 +712,9 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
               f"{time.monotonic() - t0:.1f} s", flush=True)
         fetch_s, sample = measure_fetch(env["PROXY_URL"], skus_photos)
         codec_s = measure_codec(sample)
+        put_s, get_s = measure_s3(env, sample[0][0])
+        print(f"  object store: PUT {1000 * put_s:.1f} ms, GET {1000 * get_s:.1f} ms per "
+              f"{len(sample[0][0]) / 1024:.0f} KiB photo (boto3, sequential; not in the bounds)")
         bounds = Bounds(delay_min, delay_max, fetch_s,
                         statistics.fmean(map(len, skus_photos)), codec_s, CollageMaker().workers,
                         statistics.fmean(min(2, len(p)) for p in skus_photos))
@@ -718,6 +755,10 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
         print(f"\n  EXPLAIN ANALYZE of the download claim's SELECT with all {n_skus} SKUs "
               "pending (rolled back):")
         for line in plan:
+            print(f"    {line}")
+        print("\n  EXPLAIN ANALYZE of close_abandoned_logs' SELECT (every stage run, "
+              "db/scraper_logs.py):")
+        for line in explain_abandoned(env["STAGING_DB_URL"]):
             print(f"    {line}")
         return {"skus": n_skus, "runs": runs, "memory": memory, "bounds": bounds}
     finally:
