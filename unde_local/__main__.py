@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any, NoReturn
 
 from unde_local.dagster_services import DagsterServices, live_pid
 
@@ -136,10 +138,80 @@ def cmd_ui(args: argparse.Namespace) -> None:
     print(f"logs in {services.run_dir}; stop everything with: python -m unde_local down")
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m unde_local", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
-    commands = {
+HARNESS = {"engines": "unde_local.engines", "control-plane": "unde_local.control_plane"}
+NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.")
+
+
+class CliError(argparse.ArgumentTypeError):
+    """A wrong value, said in one line that lists the valid ones (no usage dump)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Answers a wrong command, option or value with one line on stderr and exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        match = re.match(r"argument ([^:]+): (.*)", message, re.S)
+        if match and match.group(2).startswith("unknown "):  # our own CliError text
+            text = match.group(2)
+        elif match and match.group(1) == "command":
+            value = re.search(r"invalid choice: '([^']*)'", match.group(2))
+            text = _command_error(value.group(1) if value else match.group(2))
+        elif message.startswith("the following arguments are required: command"):
+            text = f"a command is needed: valid commands are {', '.join(_command_names())}"
+        else:
+            text = f"{message} (see: {self.prog} --help)"
+        self.exit(2, f"{self.prog}: {text}\n")
+
+
+_COMMANDS: dict[str, tuple[Any, str]] = {}
+
+
+def _command_names() -> list[str]:
+    return [*_COMMANDS, *HARNESS]
+
+
+def _command_error(value: str) -> str:
+    return f"unknown command {value!r}: valid commands are {', '.join(_command_names())}"
+
+
+def brand_arg(value: str) -> str:
+    """A brand key of `unde_dagster/brands.yaml`, else one line listing them."""
+    from unde_dagster.brands import load_brands
+
+    brands = sorted(load_brands())
+    if value not in brands:
+        raise CliError(f"unknown brand {value!r}: valid brands are {', '.join(brands)}")
+    return value
+
+
+def count_arg(value: str) -> int:
+    """A whole number of 1 or more (catalog items per brand)."""
+    if not value.isdigit() or int(value) < 1:
+        raise CliError(f"unknown count {value!r}: --items takes a whole number of 1 or more")
+    return int(value)
+
+
+def port_arg(value: str) -> int:
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise CliError(f"unknown port {value!r}: valid ports are 1-65535")
+    return int(value)
+
+
+def name_arg(value: str) -> str:
+    """A stack folder name under .local/ (never a path that leaves it)."""
+    if not value or value.startswith(".") or not set(value) <= NAME_CHARS:
+        raise CliError(
+            f"unknown stack name {value!r}: valid names use letters, digits, '-', '_' and "
+            "'.' (not first), e.g. demo"
+        )
+    return value
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="python -m unde_local", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    _COMMANDS.clear()
+    _COMMANDS.update({
         "up": (cmd_up, "start the stack (foreground; --detach to background it)"),
         "down": (cmd_down, "stop a detached stack (its data stays)"),
         "env": (cmd_env, "print the stack's variables as shell exports"),
@@ -149,27 +221,52 @@ def main() -> None:
             "availability + production sync of a brand and 3 model-library templates",
         ),
         "ui": (cmd_ui, "bring the stack up and leave the Dagster UI and daemon running"),
-    }
-    for name, (func, help_text) in commands.items():
-        p = sub.add_parser(name, help=help_text)
+    })
+    for name, (func, help_text) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, prog=f"python -m unde_local {name}")
         p.set_defaults(func=func)
-        p.add_argument("--name", default="demo", help="stack folder under .local/")
-        p.add_argument("--items", type=int, default=30, help="catalog items per brand")
+        p.add_argument("--name", default="demo", type=name_arg, help="stack folder under .local/")
+        p.add_argument("--items", type=count_arg, default=30, help="catalog items per brand")
         if name == "up":
             p.add_argument("--detach", action="store_true")
         if name in {"demo", "demo-scraper"}:
-            p.add_argument("--brand", default="zara")
+            p.add_argument("--brand", default="zara", type=brand_arg)
         if name in {"demo", "ui"}:
-            p.add_argument("--port", type=int, default=3000, help="Dagster UI port")
+            p.add_argument("--port", type=port_arg, default=3000, help="Dagster UI port")
         if name == "demo":
             p.add_argument("--no-ui", action="store_true", help="do not leave the UI running")
-    harness = {"engines": "unde_local.engines", "control-plane": "unde_local.control_plane"}
-    for name, module in harness.items():  # listed here; their own parsers take the rest
+    for name, module in HARNESS.items():  # listed here; their own parsers take the rest
         sub.add_parser(name, help=f"deployment test harness ({module}; see its --help)")
-    if sys.argv[1:2] and sys.argv[1] in harness:
-        importlib.import_module(harness[sys.argv[1]]).cli(sys.argv[2:])
+    return parser
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """The command line, or exit 2 with one line naming what is wrong and what is valid."""
+    parser = build_parser()
+    if argv[:1] and not argv[0].startswith("-") and argv[0] not in _command_names():
+        parser.exit(2, f"{parser.prog}: {_command_error(argv[0])}\n")
+    if argv[:1] and argv[0].startswith("-") and argv[0] not in ("-h", "--help"):
+        parser.exit(2, f"{parser.prog}: options go after the command ({argv[0]!r} came first): "
+                       f"valid commands are {', '.join(_command_names())}\n")
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        options = sorted(
+            o for a in sub.choices[args.command]._actions for o in a.option_strings
+            if o.startswith("--")
+        )
+        word = "option" if extra[0].startswith("-") else "argument"
+        parser.exit(2, f"python -m unde_local {args.command}: unknown {word} {extra[0]!r}: "
+                       f"valid options are {', '.join(options)}\n")
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] and argv[0] in HARNESS:
+        importlib.import_module(HARNESS[argv[0]]).cli(argv[1:])
         return
-    args = parser.parse_args()
+    args = parse_args(argv)
     args.func(args)
 
 
