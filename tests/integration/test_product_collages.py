@@ -32,7 +32,7 @@ from tests.unit.test_originals_validate import ODD_VALID, QUADRANTS, SIZE, odd_b
 from unde_dagster.collages.compose import collage_geometry
 from unde_dagster.defs.collages.assets import product_collages
 from unde_dagster.defs.originals.assets import product_originals
-from unde_dagster.storage import collage_key, original_key
+from unde_dagster.storage import collage_key, original_key, thumbnail_key
 from unde_local.stack import LocalStack
 
 BRAND = "stradivarius"
@@ -103,6 +103,10 @@ def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
                 assert img.size == (seed_w, seed_h)
                 assert JpegImagePlugin.get_sampling(img) == 0  # 4:4:4
                 ours = img.convert("RGB")
+            # Its preview beside it (issue #18): 400 px high, width follows, no upscale.
+            thumb = store.get_bytes(s3, thumbnail_key(collage_key(BRAND, ext)))
+            thumb_h = min(400, seed_h)
+            assert Image.open(io.BytesIO(thumb)).size == (round(seed_w * thumb_h / seed_h), thumb_h)
             if ext == mixed["external_id"]:
                 assert seed_h == 600 and seed_w == 400 + 400 + 800 + 300
                 with Image.open(io.BytesIO(seed.seed_collage(originals))) as theirs:

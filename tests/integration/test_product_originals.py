@@ -40,7 +40,7 @@ from tests.integration.image_stage_helpers import (
 from tests.unit.test_originals_validate import BROKEN, ODD_VALID, odd_body
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, ClaimRules, claim_batch
 from unde_dagster.defs.originals.assets import product_originals
-from unde_dagster.storage import original_key
+from unde_dagster.storage import key_of, original_key, thumbnail_key
 from unde_local.fixtures.photos import BAD_BODY_KINDS, bad_body
 from unde_local.stack import LocalStack
 
@@ -199,6 +199,8 @@ def test_photos_are_public_and_unchanged_photos_are_never_fetched_again(
         first = metadata(run_originals(downloader_resources, instance), "product_originals")
         assert first["uploaded"] == 3 and first["photos_uploaded"] == 9
         base = stack.env["S3_PUBLIC_BASE_URL"]
+        store = object_store(stack)
+        s3 = store.get_client()
         for ext, row in skus(staging, BRAND).items():
             assert row["image_status"] == "uploaded"
             assert row["image_urls"] == [
@@ -209,6 +211,11 @@ def test_photos_are_public_and_unchanged_photos_are_never_fetched_again(
                 assert got.status_code == 200
                 with Image.open(io.BytesIO(got.content)) as img:
                     assert img.format == "JPEG" and img.mode == "RGB"
+                    w, h = img.size
+                # Its preview beside it (issue #18): within 400x400, aspect kept, no upscale.
+                thumb = store.get_bytes(s3, thumbnail_key(key_of(base, url)))
+                scale = min(1, 400 / w, 400 / h)
+                assert Image.open(io.BytesIO(thumb)).size == (round(w * scale), round(h * scale))
         assert len(photo_requests(stack, BRAND)) == 9
 
         # Nothing pending: nothing fetched.

@@ -4,10 +4,15 @@ Photos are read from the store one SKU ahead of the process pool (bounded memory
 finished collage is uploaded and recorded at once, so a killed run keeps what it finished.
 An outage (object store or Staging DB down) stops the batch: no SKU is marked error for it,
 and the run's other claims are given back with their attempts (`claims.stop_batch`).
+
+After each collage, its preview (``storage/thumbnails.py``) is stored at
+``thumbnails/{key}``. A preview that cannot be made or is refused costs nothing but a
+warning; an outage is still an outage.
 """
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,10 +25,13 @@ from unde_dagster.collages.compose import CollageError, CollageResult
 from unde_dagster.collages.pool import CollagePool
 from unde_dagster.db.claims import COLLAGE_QUEUE, mark_error, stop_batch, superseded
 from unde_dagster.outages import outage_of
-from unde_dagster.storage import collage_key, original_key
+from unde_dagster.storage import collage_key, original_key, thumbnail_key
+from unde_dagster.storage.thumbnails import collage_thumbnail
 
 Upload = Callable[[str, bytes], str]
 Fetch = Callable[[str], bytes]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -122,7 +130,9 @@ def _store(
     upload: Upload,
     outcome: CollageOutcome,
 ) -> None:
-    url = upload(collage_key(row["brand"], row["external_id"]), result.jpeg)
+    key = collage_key(row["brand"], row["external_id"])
+    url = upload(key, result.jpeg)
+    _upload_thumbnail(upload, key, result.jpeg)
     with conn.transaction():
         cur = conn.execute(
             "UPDATE raw_products SET collage_url = %s, image_status = 'collage_ready', "
@@ -138,3 +148,14 @@ def _store(
         outcome.bytes_uploaded += len(result.jpeg)
         outcome.sizes.append((result.width, result.height))
         outcome.preview_url = outcome.preview_url or url
+
+
+def _upload_thumbnail(upload: Upload, key: str, jpeg: bytes) -> None:
+    """Store the collage's preview. Any failure but an outage (which propagates like the
+    collage's own upload) is logged and ignored: the collage is what counts."""
+    try:
+        upload(thumbnail_key(key), collage_thumbnail(jpeg))
+    except Exception as exc:
+        if outage_of(exc) is not None:
+            raise
+        log.warning("thumbnail of %s not stored: %s: %s", key, type(exc).__name__, exc)

@@ -5,11 +5,16 @@ serialised on the batch's one connection. Every SKU ends `uploaded` or `error` w
 nothing a single SKU does stops the batch. An outage (object store or Staging DB down) does:
 it is no SKU's fault, so no SKU is marked error for it, nothing more is stored, the SKUs
 recorded stay recorded and the run's other claims are given back with their attempts.
+
+Beside each original uploaded, its preview (``storage/thumbnails.py``) is stored at
+``thumbnails/{key}``, made in the uploading thread from the same bytes. A preview that
+cannot be made or is refused costs nothing but a warning; an outage is still an outage.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 from collections import Counter
 from collections.abc import Callable
@@ -23,9 +28,12 @@ from unde_dagster.db.claims import DOWNLOAD_QUEUE, mark_error, stop_batch, super
 from unde_dagster.originals.download import DownloadSettings, SkuPhotos, SkuResult, download_skus
 from unde_dagster.originals.fetch import FetchSettings, PhotoFetcher
 from unde_dagster.outages import outage_of
-from unde_dagster.storage import original_key
+from unde_dagster.storage import original_key, thumbnail_key
+from unde_dagster.storage.thumbnails import original_thumbnail
 
 Upload = Callable[[str, bytes], str]  # (key, body) -> public URL
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -139,7 +147,9 @@ def _upload_and_record(
     for photo in result.photos:
         if stopped.is_set():
             return
-        upload(original_key(brand, ext, photo.n), photo.data)
+        key = original_key(brand, ext, photo.n)
+        upload(key, photo.data)
+        _upload_thumbnail(upload, key, photo.data)
         sources[str(photo.n)] = photo.url
         outcome.photos_uploaded += 1
         outcome.bytes_uploaded += len(photo.data)
@@ -166,3 +176,15 @@ def _upload_and_record(
         outcome.done += 1
         outcome.photos_skipped += len(result.skipped)
         outcome.preview_url = outcome.preview_url or (urls[0] if urls else None)
+
+
+def _upload_thumbnail(upload: Upload, key: str, body: bytes) -> None:
+    """Store the preview of the original ``body`` stored at ``key``. Any failure but an
+    outage (which propagates like the original's own) is logged and ignored: the SKU's
+    originals are what counts."""
+    try:
+        upload(thumbnail_key(key), original_thumbnail(body))
+    except Exception as exc:
+        if outage_of(exc) is not None:
+            raise
+        log.warning("thumbnail of %s not stored: %s: %s", key, type(exc).__name__, exc)
