@@ -133,6 +133,17 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _cpu_s(pid: int) -> float | None:
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        fields = stat[stat.rindex(")") + 2:].split()
+        return (int(fields[11]) + int(fields[12])) / TICK
+    return None
+
+
 def _process_table() -> dict[int, tuple[int, str]]:
     table: dict[int, tuple[int, str]] = {}
     for entry in os.listdir("/proc"):
@@ -165,6 +176,12 @@ class Group:
     peak_sum_rss: int = 0  # kB, sum of VmRSS at one sample
     peak_sum_anon: int = 0  # kB, sum of RssAnon at one sample (shared memory counted once)
     peak_shmem: int = 0
+    cpu_first: dict[int, float] = field(default_factory=dict)  # utime+stime s, first seen
+    cpu_last: dict[int, float] = field(default_factory=dict)
+
+    @property
+    def cpu_s(self) -> float:
+        return sum(v - self.cpu_first.get(pid, 0.0) for pid, v in self.cpu_last.items())
 
 
 class MemorySampler(threading.Thread):
@@ -176,6 +193,8 @@ class MemorySampler(threading.Thread):
         self.stack, self.every_s = stack, every_s
         self.groups: dict[str, Group] = defaultdict(Group)
         self._halt = threading.Event()
+        self._samples = 0
+        self._lock = threading.Lock()
 
     def groups_now(self) -> dict[str, list[int]]:
         table = _process_table()
@@ -197,13 +216,27 @@ class MemorySampler(threading.Thread):
         return named
 
     def sample(self) -> None:
+        with self._lock:
+            self._sample()
+            self._samples += 1
+
+    def cpu_totals(self) -> dict[str, float]:
+        with self._lock:
+            self._sample()
+            return {name: g.cpu_s for name, g in self.groups.items()}
+
+    def _sample(self) -> None:
         for name, pids in self.groups_now().items():
             g = self.groups[name]
             total_rss = total_anon = shmem = 0
             for pid in pids:
                 st = _status(pid)
-                if not st:
+                cpu = _cpu_s(pid)
+                if not st or cpu is None:
                     continue
+                if pid not in g.cpu_last:  # seen at the first sample: count from here
+                    g.cpu_first[pid] = cpu if self._samples == 0 else 0.0
+                g.cpu_last[pid] = cpu
                 if pid not in g.peak_per_pid:
                     g.comms[self._comm.get(pid, "?")] += 1
                 g.peak_per_pid[pid] = max(g.peak_per_pid.get(pid, 0), st.get("VmHWM", 0))
@@ -450,6 +483,7 @@ class RunFigures:
     scans: dict[str, tuple[int, int, int]]
     statements: list[tuple[str, int, float]] | None
     ximilar_skus: int = 0
+    cpu: dict[str, float] = field(default_factory=dict)
 
     @property
     def event_rows(self) -> int:
@@ -460,7 +494,8 @@ class RunFigures:
         return sum(e[2] for e in self.events)
 
 
-def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str]) -> RunFigures:
+def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
+                 sampler: MemorySampler) -> RunFigures:
     import dagster as dg
     import psycopg
 
@@ -475,10 +510,12 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str]) ->
         before = table_stats(conn)
         with contextlib.suppress(Exception):
             conn.execute("SELECT pg_stat_statements_reset()")
+    cpu0 = sampler.cpu_totals()
     t0 = time.monotonic()
     result = job.execute_in_process(partition_key=BRAND, instance=instance,
                                     run_config=RUN_CONFIG, raise_on_error=False)
     wall = time.monotonic() - t0
+    cpu = {k: v - cpu0.get(k, 0.0) for k, v in sampler.cpu_totals().items()}
     run_id = result.run_id
 
     steps: dict[str, float] = {}
@@ -535,7 +572,7 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str]) ->
     del dg
     return RunFigures(label, n_skus, wall, result.success, run_id, steps, logs, claims,
                       releases, [tuple(e) for e in events], status, scans, statements,
-                      ximilar_skus)
+                      ximilar_skus, cpu)
 
 
 # --- EXPLAIN of the claim query with the whole brand queued -----------------------------
@@ -643,6 +680,10 @@ def print_run(r: RunFigures, bounds: Bounds) -> None:
                   f"max {max(ms):.1f} (release_expired inside: mean "
                   f"{statistics.fmean(rel) if rel else 0:.1f} ms); empty claim "
                   f"{statistics.fmean(empty) if empty else 0:.1f} ms")
+    if r.cpu:
+        print("  CPU during the run (utime+stime from /proc, s; % of one core over the wall):")
+        for name, secs in r.cpu.items():
+            print(f"    {name:<56}{secs:8.1f} s {100 * secs / r.wall_s:5.0f}%")
     print(f"  Dagster event log: {r.event_rows} rows ({r.event_rows / r.skus:.3f} per SKU), "
           f"{r.event_bytes / 1024:.0f} KiB ({r.event_bytes / r.skus:.0f} B per SKU)")
     for kind, rows, size, biggest in r.events[:8]:
@@ -732,7 +773,7 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
         instance = dg.DagsterInstance.from_config(str(home))
         runs = []
         try:
-            full = run_pipeline("full run", n_skus, instance, env)
+            full = run_pipeline("full run", n_skus, instance, env, sampler)
             print_run(full, bounds)
             runs.append(full)
             if args.incremental:
@@ -740,7 +781,7 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
                 put_catalog(env["APIFY_API_URL"], day2)
                 label = (f"incremental run (next day: {n_changed} SKUs' photos changed, "
                          f"{n_gone} gone)")
-                inc = run_pipeline(label, n_skus, instance, env)
+                inc = run_pipeline(label, n_skus, instance, env, sampler)
                 print_run(inc, bounds)
                 runs.append(inc)
                 print(f"\n  wall time: full {full.wall_s:.1f} s, incremental {inc.wall_s:.1f} s "
