@@ -615,6 +615,89 @@ def explain_abandoned(staging_url: str) -> list[str]:
     return [f"(scraper_logs holds {n} rows)", *plan]
 
 
+class _Explaining:
+    """Stands in for a psycopg connection: each `execute` of the project's own query
+    functions runs as EXPLAIN ANALYZE instead (row locks dropped, so it never takes a row
+    from a live claim), records the plan and answers no rows."""
+
+    class _NoRows:
+        rowcount = 0
+
+        def fetchall(self) -> list[Any]:
+            return []
+
+        def fetchone(self) -> None:
+            return None
+
+    def __init__(self, conn: Any) -> None:
+        self.conn, self.plans = conn, []
+
+    def execute(self, sql: str, params: Any = None) -> Any:
+        sql = sql.replace("FOR UPDATE SKIP LOCKED", "").replace("FOR UPDATE", "")
+        plan = [r[0] for r in self.conn.execute(
+            "EXPLAIN (ANALYZE, BUFFERS, TIMING OFF) " + sql, params).fetchall()]
+        self.plans.append(plan)
+        return self._NoRows()
+
+
+def explain_growth(staging_url: str) -> list[tuple[str, list[str]]]:
+    """EXPLAIN ANALYZE of the per-run queries of the stages and the checks, as they run."""
+    from datetime import timedelta
+
+    import psycopg
+
+    from unde_dagster.catalog.store import count_missing_from_run
+    from unde_dagster.db import queues
+    from unde_dagster.db.claims import DOWNLOAD_QUEUE
+    from unde_dagster.ximilar import store
+
+    source = f"apify_{BRAND}"
+    out: list[tuple[str, list[str]]] = []
+    with psycopg.connect(staging_url, autocommit=True) as conn:
+        run = store.latest_catalog_run(conn, source)
+        probes: list[tuple[str, Any]] = [
+            ("ximilar remove-stale claim (ximilar/store.py _CLAIM_REMOVE), every run",
+             lambda c: store.claim(c, "remove", source, after=0, limit=50, run=run,
+                                   retry_after=timedelta(hours=6))),
+            ("ximilar sync claim (ximilar/store.py _CLAIM_SYNC), every batch",
+             lambda c: store.claim(c, "sync", source, after=0, limit=50, run=run,
+                                   retry_after=timedelta(hours=6))),
+            ("catalog count_missing_from_run (catalog/store.py), every catalog run",
+             lambda c: count_missing_from_run(c, source, run.run_id or "")),
+            ("check: recent_collages (db/queues.py)",
+             lambda c: queues.recent_collages(c, BRAND, 5)),
+            ("check: stuck_skus uploaded (db/queues.py)",
+             lambda c: queues.stuck_skus(c, "uploaded", 6 * 3600, BRAND)),
+            ("check: last_batch (db/queues.py)",
+             lambda c: queues.last_batch(c, ["collage_worker"], BRAND)),
+            ("work sensor: stage_queues originals (db/queues.py), every tick",
+             lambda c: queues.stage_queues(c, "originals")),
+            ("work sensor: stage_queues ximilar (db/queues.py), every tick",
+             lambda c: queues.stage_queues(c, "ximilar")),
+            ("work sensor: brands_with_retries download (db/queues.py)",
+             lambda c: queues.brands_with_retries(c, DOWNLOAD_QUEUE, 3)),
+        ]
+        for name, probe in probes:
+            fake = _Explaining(conn)
+            try:
+                probe(fake)
+            except Exception as exc:  # a probe that needs real rows: say so, go on
+                fake.plans.append([f"(probe stopped: {type(exc).__name__}: {exc})"])
+            for plan in fake.plans:
+                out.append((name, plan))
+    return out
+
+
+def print_growth(staging_url: str) -> None:
+    print("\n  EXPLAIN ANALYZE of the per-run queries (scan nodes, rows removed, time):")
+    for name, plan in explain_growth(staging_url):
+        keep = [ln.strip() for ln in plan if any(k in ln for k in (
+            "Scan", "Rows Removed", "Execution Time", "Sort Method", "probe stopped"))]
+        print(f"    {name}:")
+        for line in keep:
+            print(f"      {line[:150]}")
+
+
 # --- printing -----------------------------------------------------------------------------
 
 def fmt_mb(kb: int) -> str:
@@ -797,6 +880,7 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
               "pending (rolled back):")
         for line in plan:
             print(f"    {line}")
+        print_growth(env["STAGING_DB_URL"])
         print("\n  EXPLAIN ANALYZE of close_abandoned_logs' SELECT (every stage run, "
               "db/scraper_logs.py):")
         for line in explain_abandoned(env["STAGING_DB_URL"]):
@@ -862,9 +946,16 @@ def main() -> None:
                     help="sizes run one after the other, the first the baseline: 1000,10000")
     ap.add_argument("--keep", action="store_true", help="keep each stack's folder")
     ap.add_argument("--serve-stack", default=None, help=argparse.SUPPRESS)
+    ap.add_argument("--explain-stack", default=None, metavar="STACK_DIR",
+                    help="only EXPLAIN the per-run queries on a running bench stack "
+                         "(its /tmp/unde-scale-* folder), e.g. while a big run goes")
     args = ap.parse_args()
     if args.serve_stack:
         serve_stack(Path(args.serve_stack))
+        return
+    if args.explain_stack:
+        env = json.loads((Path(args.explain_stack) / ENV_FILE).read_text())["env"]
+        print_growth(env["STAGING_DB_URL"])
         return
     if args.compare:
         try:
