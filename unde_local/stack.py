@@ -19,8 +19,10 @@ from unde_dagster.brands import load_brands
 from unde_dagster.db.migrate import migrate
 from unde_dagster.originals.url_safety import ALLOWLIST_ENV
 from unde_local.emulators import Emulators
-from unde_local.object_store import LocalObjectStore
+from unde_local.object_store import MotoObjectStore, make_object_store
 from unde_local.postgres import LocalPostgres, free_port
+from unde_local.seaweedfs import PORT_NAMES as SEAWEED_PORTS
+from unde_local.seaweedfs import SeaweedObjectStore
 
 SERVICES = ("postgres", "s3", "apify", "cdn_proxy", "ximilar", "fal", "availability")
 BUCKET = "unde-images"
@@ -53,7 +55,7 @@ class LocalStack:
         self.postgres = LocalPostgres(
             self.root / "pg", user_url=settings.database_url, host=settings.host
         )
-        self.object_store: LocalObjectStore | None = None
+        self.object_store: MotoObjectStore | SeaweedObjectStore | None = None
         self.emulators: Emulators | None = None
         self.env: dict[str, str] = {}
 
@@ -63,6 +65,9 @@ class LocalStack:
         ports.update(self.settings.ports)
         for name in SERVICES:
             ports.setdefault(name, free_port(self.settings.host))
+        for name in SEAWEED_PORTS:  # SeaweedFS's own ports, each distinct from the others
+            while name not in ports or list(ports.values()).count(ports[name]) > 1:
+                ports[name] = free_port(self.settings.host)
         path.write_text(json.dumps(ports, indent=2))
         return ports
 
@@ -86,8 +91,8 @@ class LocalStack:
         migrate(dbs[f"{prefix}_staging"], "staging")
         migrate(dbs[f"{prefix}_production"], "production")
 
-        self.object_store = LocalObjectStore(
-            self.root / "s3", host=self.settings.host, port=ports["s3"]
+        self.object_store = make_object_store(
+            self.root, self.settings.host, ports, self._secret("s3_secret_key")
         )
         s3_url = self.object_store.start([BUCKET])
 
@@ -95,7 +100,8 @@ class LocalStack:
         proxy_password = self._secret("proxy_password")
         self.emulators = Emulators(
             host=self.settings.host,
-            ports={k: v for k, v in ports.items() if k not in {"postgres", "s3"}},
+            ports={k: v for k, v in ports.items()
+                   if k not in {"postgres", "s3", *SEAWEED_PORTS}},
             tasks={b.apify_task_id: b.key for b in load_brands().values()},
             items_per_brand=self.settings.items_per_brand,
             apify_token=apify_token,
