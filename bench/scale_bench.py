@@ -656,6 +656,12 @@ def explain_growth(staging_url: str) -> list[tuple[str, list[str]]]:
     with psycopg.connect(staging_url, autocommit=True) as conn:
         run = store.latest_catalog_run(conn, source)
         probes: list[tuple[str, Any]] = [
+            ("download claim's SELECT (db/claims.py claim_batch), every batch",
+             lambda c: c.execute(CLAIM_PICK, {"brand": BRAND, "ready": "pending",
+                                              "limit": 200})),
+            ("collage claim's SELECT (db/claims.py claim_batch), every batch",
+             lambda c: c.execute(CLAIM_PICK, {"brand": BRAND, "ready": "uploaded",
+                                              "limit": 100})),
             ("ximilar remove-stale claim (ximilar/store.py _CLAIM_REMOVE), every run",
              lambda c: store.claim(c, "remove", source, after=0, limit=50, run=run,
                                    retry_after=timedelta(hours=6))),
