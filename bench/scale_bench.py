@@ -451,11 +451,13 @@ LOG_STAGE = {f"apify_{BRAND}": "catalog", "photo_downloader": "downloads",
              "ximilar_retry": "ximilar"}
 
 
-def table_stats(conn: Any) -> dict[str, tuple[int, int, int]]:
+def table_stats(conn: Any) -> dict[str, tuple[int, ...]]:
+    """Per table: seq scans, rows they read, index scans, rows updated (HOT of them)."""
     rows = conn.execute(
-        "SELECT relname, seq_scan, seq_tup_read, COALESCE(idx_scan, 0) FROM pg_stat_user_tables"
+        "SELECT relname, seq_scan, seq_tup_read, COALESCE(idx_scan, 0), n_tup_upd, "
+        "n_tup_hot_upd FROM pg_stat_user_tables"
     ).fetchall()
-    return {r[0]: (r[1], r[2], r[3]) for r in rows}
+    return {r[0]: tuple(r[1:]) for r in rows}
 
 
 def pg_statements(conn: Any) -> list[tuple[str, int, float]] | None:
@@ -480,7 +482,7 @@ class RunFigures:
     releases: dict[str, list[float]]
     events: list[tuple[str, int, int, int]]  # type, rows, bytes, max bytes
     status: dict[str, int]
-    scans: dict[str, tuple[int, int, int]]
+    scans: dict[str, tuple[int, ...]]
     statements: list[tuple[str, int, float]] | None
     ximilar_skus: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
@@ -556,7 +558,7 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
         ximilar_skus = conn.execute(
             "SELECT count(*) FROM raw_products WHERE brand = %s AND ximilar_status = 'synced'",
             (BRAND,)).fetchone()[0]
-    scans = {t: tuple(a - b for a, b in zip(after[t], before.get(t, (0, 0, 0)), strict=True))
+    scans = {t: tuple(a - b for a, b in zip(after[t], before.get(t, (0,) * 5), strict=True))
              for t in after}
     with psycopg.connect(env["DAGSTER_PG_URL"], autocommit=True) as conn:
         events = conn.execute(
@@ -778,9 +780,9 @@ def print_run(r: RunFigures, bounds: Bounds) -> None:
     for kind, rows, size, biggest in r.events[:8]:
         print(f"    {kind:<28}{rows:>6} rows {size / 1024:>9.1f} KiB  largest {biggest} B")
     for table in ("raw_products", "scraper_logs", "catalog_rejections"):
-        seq, tup, idx = r.scans.get(table, (0, 0, 0))
+        seq, tup, idx, upd, hot = r.scans.get(table, (0,) * 5)
         print(f"  {table}: {seq} seq scans reading {tup} rows ({tup / r.skus:.2f} per SKU), "
-              f"{idx} index scans")
+              f"{idx} index scans, {upd} rows updated ({upd / r.skus:.2f} per SKU, {hot} HOT)")
     if r.statements:
         print("  pg_stat_statements, top by total time:")
         for query, calls, total in r.statements:
@@ -927,6 +929,14 @@ def print_compare(results: list[dict[str, Any]]) -> None:
                     1000 * statistics.fmean(bm), 1000 * statistics.fmean(cm))
         row("raw_products seq-scan rows read per SKU", b.scans.get("raw_products", (0, 0))[1]
             / b.skus, c.scans.get("raw_products", (0, 0))[1] / c.skus)
+        if len(base["runs"]) > 1 and len(cand["runs"]) > 1:
+            bi, ci = base["runs"][1], cand["runs"][1]
+            row("incremental run wall s per 1,000 SKUs", 1000 * bi.wall_s / bi.skus,
+                1000 * ci.wall_s / ci.skus)
+            row("incremental run / full run wall", bi.wall_s / b.wall_s, ci.wall_s / c.wall_s)
+            row("incremental: raw_products rows updated per SKU",
+                bi.scans.get("raw_products", (0,) * 5)[3] / bi.skus,
+                ci.scans.get("raw_products", (0,) * 5)[3] / ci.skus)
         for name, (_peak1, peak_sum) in cand["memory"].items():
             _b1, bsum = base["memory"].get(name, (0, 0))
             row(f"peak RSS MiB, sum: {name[:38]}", bsum / 1024, peak_sum / 1024)
