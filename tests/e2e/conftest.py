@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -162,3 +163,31 @@ def deployment(
     """The deployment with clean tables; nothing of this test is left running after it."""
     yield dagster_deployment
     dagster_deployment.wait_idle()
+
+
+UI_TIMEOUT_MS = 60_000
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    """Debian's headless Chromium under Playwright (imported here: only the UI tests pay)."""
+    from playwright.sync_api import sync_playwright
+
+    from tests.e2e.browser import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield chromium
+        chromium.close()
+
+
+@pytest.fixture()
+def page(browser: Any) -> Iterator[Any]:
+    from tests.e2e.browser import ARTIFACTS, DISMISS_COMMUNITY_PROMPT, VIEWPORT
+
+    (ARTIFACTS / "failure.png").unlink(missing_ok=True)  # a passing run leaves none
+    context = browser.new_context(viewport=VIEWPORT)
+    context.set_default_timeout(UI_TIMEOUT_MS)
+    context.add_init_script(DISMISS_COMMUNITY_PROMPT)
+    yield context.new_page()
+    context.close()

@@ -14,25 +14,14 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from contextlib import ExitStack
 
 import dagster as dg
 import psycopg
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Page
 
-from tests.e2e.browser import (
-    ARTIFACTS,
-    CHROMIUM,
-    CHROMIUM_ARGS,
-    DISMISS_COMMUNITY_PROMPT,
-    TOAST,
-    VIEWPORT,
-    PageErrors,
-    evidence_on_failure,
-    screenshot,
-)
+from tests.e2e.browser import TOAST, PageErrors, evidence_on_failure, screenshot
 from tests.e2e.conftest import DagsterDeployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
@@ -47,28 +36,9 @@ SELECTION = "+key:product_collages"
 PIPELINE = {"raw_products", "product_originals", "product_collages"}
 BACKFILL_DEADLINE_S = 480  # a hang, not a speed limit (runs share 2 cores with other tests)
 ROWS_DEADLINE_S = 180
-UI_TIMEOUT_MS = 60_000
 STATUS = re.compile(r"^Status\n(.+)$", re.MULTILINE)
 DONE = {"Succeeded", "Completed"}
 FAILED = {"Failed", "Failing", "Canceled", "Canceling"}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as pw:
-        chromium = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield chromium
-        chromium.close()
-
-
-@pytest.fixture()
-def page(browser: Browser) -> Iterator[Page]:
-    (ARTIFACTS / "failure.png").unlink(missing_ok=True)  # a passing run leaves none
-    context = browser.new_context(viewport=VIEWPORT)  # type: ignore[arg-type]
-    context.set_default_timeout(UI_TIMEOUT_MS)
-    context.add_init_script(DISMISS_COMMUNITY_PROMPT)
-    yield context.new_page()
-    context.close()
 
 
 def open_asset_graph(page: Page, url: str) -> None:

@@ -133,7 +133,8 @@ def test_collages_match_the_seed_geometry_and_bad_originals_fail_alone(
         assert (meta["claimed"], meta["collages_made"], meta["errors"]) == (4, 2, 2)
         assert meta["errors_by_reason"] == {"original_unreadable": 1, "html_body": 1}
         assert meta["skus_by_image_status"] == {"collage_ready": 2, "error": 2}
-        assert meta["preview"].startswith("![collage](")
+        assert meta["preview"].startswith("[![")
+        assert meta["preview"].count(f"/thumbnails/collages/{BRAND}/") == 2
         assert after[mixed["external_id"]]["collage_url"] in meta["preview"] or (
             after[downloaded["external_id"]]["collage_url"] in meta["preview"]
         )

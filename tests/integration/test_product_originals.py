@@ -126,7 +126,12 @@ def test_each_bad_photo_fails_only_its_sku_and_the_batch_goes_on(
         assert meta["errors"] == len(PHOTO_FAULTS)
         assert sum(meta["errors_by_reason"].values()) == len(PHOTO_FAULTS)
         assert meta["skus_by_image_status"] == {"error": len(PHOTO_FAULTS), "uploaded": n_good + 1}
-        assert meta["preview"].startswith("![first photo](")
+        thumb = f"/thumbnails/originals/{BRAND}/"
+        assert meta["preview"].startswith("[![") and meta["preview"].count(thumb) == min(
+            n_good + 1, 6)  # the brand's latest SKUs, each thumbnail linking its photo
+        samples = {r.data["reason"] for r in meta["error_samples"].records}
+        assert samples <= set(meta["errors_by_reason"]) and len(samples) == min(
+            len(PHOTO_FAULTS), 10)
         [log] = logs(staging, "photo_downloader")
         assert (log["status"], log["records_fetched"], log["records_new"]) == (
             "partial", len(rows), n_good + 1

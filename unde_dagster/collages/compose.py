@@ -84,6 +84,10 @@ from unde_dagster.collages.resampler import Resampler
 from unde_dagster.collages.resampler import active as active_resampler
 
 JPEG_MAX_DIMENSION = 65_535
+PREVIEW_HEIGHT = 400
+"""The collage's preview (under `thumbnails/`) is PREVIEW_HEIGHT px high, made from the
+canvas before it is encoded: no second decode of a 10,000 px JPEG."""
+PREVIEW_QUALITY = 85
 DEFAULT_MAX_PHOTO_PIXELS = 50_000_000
 DEFAULT_MAX_CANVAS_PIXELS = 120_000_000
 
@@ -119,6 +123,7 @@ class CollageResult:
     height: int
     photo_sizes: tuple[tuple[int, int], ...]
     source_sizes: tuple[tuple[int, int], ...]
+    preview_jpeg: bytes = b""  # PREVIEW_HEIGHT px high (never upscaled)
 
 
 def collage_geometry(
@@ -349,6 +354,7 @@ def build_collage(
         opened.clear()
         buf = BytesIO()
         canvas.image.save(buf, format="JPEG", quality=quality, subsampling=0)
+        preview = canvas_preview(canvas.image)
         del canvas
         return CollageResult(
             jpeg=buf.getvalue(),
@@ -356,7 +362,21 @@ def build_collage(
             height=height,
             photo_sizes=tuple(targets),
             source_sizes=sources,
+            preview_jpeg=preview,
         )
     finally:
         for img in opened:
             img.close()
+
+
+def canvas_preview(image: Image.Image, height: int = PREVIEW_HEIGHT) -> bytes:
+    """A `height` px high JPEG of the composed canvas (its own size if smaller): an integer
+    `reduce` first, then Lanczos to the exact size, so it costs a few ms, not a decode."""
+    w, h = image.size
+    if h > height:
+        factor = h // height
+        small = image.reduce(factor) if factor >= 2 else image
+        image = small.resize((max(1, round(w * height / h)), height), Image.Resampling.LANCZOS)
+    buf = BytesIO()
+    image.save(buf, format="JPEG", quality=PREVIEW_QUALITY)
+    return buf.getvalue()

@@ -42,7 +42,8 @@ class CollageOutcome:
     bytes_uploaded: int = 0
     preview_url: str | None = None
     sizes: list[tuple[int, int]] = field(default_factory=list)
-    error_samples: list[str] = field(default_factory=list)
+    # external_id, reason, url, message of the first failed SKUs
+    error_samples: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -85,7 +86,9 @@ def collage_batch(
     def fail(row: dict[str, Any], code: str, message: str) -> None:
         outcome.errors_by_reason[code] += 1
         if len(outcome.error_samples) < 10:
-            outcome.error_samples.append(f"{row['external_id']}: {message}")
+            photos = row.get("image_urls") or [""]
+            outcome.error_samples.append({"external_id": row["external_id"], "reason": code,
+                                          "url": str(photos[0]), "message": message})
         mark_error(conn, COLLAGE_QUEUE, row["id"], token, message)
 
     def inputs(readers: ThreadPoolExecutor) -> Iterator[tuple[int, list[bytes]]]:
@@ -132,7 +135,7 @@ def _store(
 ) -> None:
     key = collage_key(row["brand"], row["external_id"])
     url = upload(key, result.jpeg)
-    _upload_thumbnail(upload, key, result.jpeg)
+    _upload_thumbnail(upload, key, result.jpeg, result.preview_jpeg)
     with conn.transaction():
         cur = conn.execute(
             "UPDATE raw_products SET collage_url = %s, image_status = 'collage_ready', "
@@ -150,11 +153,13 @@ def _store(
         outcome.preview_url = outcome.preview_url or url
 
 
-def _upload_thumbnail(upload: Upload, key: str, jpeg: bytes) -> None:
-    """Store the collage's preview. Any failure but an outage (which propagates like the
-    collage's own upload) is logged and ignored: the collage is what counts."""
+def _upload_thumbnail(upload: Upload, key: str, jpeg: bytes, preview: bytes = b"") -> None:
+    """Store the collage's preview: the worker's, made from its canvas, else the collage
+    scaled down here. Any failure but an outage (which propagates like the collage's own
+    upload) is logged and ignored: the collage is what counts."""
     try:
-        upload(thumbnail_key(key), collage_thumbnail(jpeg))
+        small = preview or collage_thumbnail(jpeg)
+        upload(thumbnail_key(key), small)
     except Exception as exc:
         if outage_of(exc) is not None:
             raise

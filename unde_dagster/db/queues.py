@@ -125,6 +125,19 @@ def recent_collages(
     return [(str(a), str(b), str(c), int(d)) for a, b, c, d in conn.execute(sql, params).fetchall()]
 
 
+def recent_originals(
+    conn: psycopg.Connection, brand: str, limit: int
+) -> list[tuple[str, str]]:
+    """(external_id, first stored original's URL) of the brand's latest downloaded SKUs."""
+    rows = conn.execute(
+        "SELECT external_id, image_urls->>0 FROM raw_products WHERE brand = %s "
+        "AND image_status IN ('uploaded', 'collage_ready') AND jsonb_typeof(image_urls) = "
+        "'array' AND jsonb_array_length(image_urls) > 0 ORDER BY updated_at DESC LIMIT %s",
+        (brand, limit),
+    ).fetchall()
+    return [(str(ext), str(url)) for ext, url in rows]
+
+
 def pilot_coverage(conn: psycopg.Connection, brand: str | None) -> tuple[int, int]:
     """(pilot SKUs with images ready, of which synced to Ximilar)."""
     sql = (

@@ -9,6 +9,7 @@ indexed query), so a quiet hour launches nothing instead of a run per brand.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any, TypeVar
 
@@ -17,7 +18,7 @@ import dagster as dg
 from unde_dagster.db.claims import StageQueue
 from unde_dagster.db.queues import brands_with_retries
 from unde_dagster.resources.databases import StagingDatabase
-from unde_deploy.roles import STAGE_TAG, stage_job_tags, stage_run_tags
+from unde_deploy.roles import SKUS_TAG, STAGE_TAG, stage_job_tags, stage_run_tags
 
 # Transient faults (DB restart, S3 5xx, proxy down) fail the op; bad data never does (it ends
 # as an error on the SKU), so retrying a failed op is safe and cannot loop on a bad row.
@@ -37,20 +38,41 @@ def stops_when_terminated(compute: Compute) -> Compute:
     run ends CANCELED; any other interrupt keeps Dagster's behaviour.
     """
 
+    def stopped(context: dg.AssetExecutionContext) -> None:
+        record = context.instance.get_run_by_id(context.run_id)
+        if record is not None and record.status == dg.DagsterRunStatus.CANCELING:
+            raise dg.Failure(
+                "terminated on request: the step stops here and is not retried",
+                allow_retries=False,
+            ) from None
+
+    if inspect.isgeneratorfunction(compute):
+        @functools.wraps(compute)
+        def run_steps(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
+            try:
+                yield from compute(context, *args, **kwargs)
+            except dg.DagsterExecutionInterruptedError:
+                stopped(context)
+                raise
+
+        return run_steps  # type: ignore[return-value]
+
     @functools.wraps(compute)
     def run(context: dg.AssetExecutionContext, *args: Any, **kwargs: Any) -> Any:
         try:
             return compute(context, *args, **kwargs)
         except dg.DagsterExecutionInterruptedError:
-            record = context.instance.get_run_by_id(context.run_id)
-            if record is not None and record.status == dg.DagsterRunStatus.CANCELING:
-                raise dg.Failure(
-                    "terminated on request: the step stops here and is not retried",
-                    allow_retries=False,
-                ) from None
+            stopped(context)
             raise
 
     return run  # type: ignore[return-value]
+
+
+def tag_sku_count(context: dg.AssetExecutionContext, skus: int) -> None:
+    """`unde/skus` on the run, for the runs list: the most SKUs one of its stages handled."""
+    before = context.run.tags.get(SKUS_TAG, "0")
+    count = max(skus, int(before) if before.isdigit() else 0)
+    context.instance.add_run_tags(context.run_id, {SKUS_TAG: str(count)})
 
 
 def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str,

@@ -3,7 +3,7 @@ the claim-and-process loop over a brand's queue, run liveness, previews and meta
 
 import dataclasses
 from collections import Counter
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import partial
 from typing import Any, Protocol, TypeVar
 
@@ -25,7 +25,9 @@ from unde_dagster.db.scraper_logs import (
     close_scraper_log,
     open_scraper_log,
 )
+from unde_dagster.defs.brand_schedules import tag_sku_count
 from unde_dagster.outages import outage_of
+from unde_dagster.storage import thumbnail_key
 
 OutcomeT = TypeVar("OutcomeT", bound="BatchOutcome")
 
@@ -57,10 +59,83 @@ def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool:
     return run is None or run.is_finished
 
 
-def preview(url: str | None, caption: str) -> dg.MetadataValue:
-    if not url:
-        return dg.MetadataValue.md("_nothing made in this run_")
-    return dg.MetadataValue.md(f"![{caption}]({url})\n\n[{url}]({url})")
+PREVIEW_SKUS = 6  # recent SKUs of the brand in a stage's preview grid
+_SAMPLES = dg.TableSchema(columns=[
+    dg.TableColumn("external_id", "string"),
+    dg.TableColumn("reason", "string"),
+    dg.TableColumn("url", "string"),
+    dg.TableColumn("message", "string"),
+])
+
+
+def preview_grid(items: Sequence[tuple[str, str, str]]) -> dg.MetadataValue:
+    """Markdown of (external_id, thumbnail URL, full image URL): each thumbnail links to its
+    full image and is captioned with the SKU (Dagster's markdown has no tables)."""
+    if not items:
+        return dg.MetadataValue.md("_no SKU of this brand has one yet_")
+    blocks = [f"[![{ext}]({thumb})]({full})\n\n[`{ext}`]({full})" for ext, thumb, full in items]
+    return dg.MetadataValue.md("\n\n".join(blocks))
+
+
+def thumbnails(
+    key_of: Callable[[str], str], public_url: Callable[[str], str],
+    rows: Sequence[tuple[str, str]],
+) -> list[tuple[str, str, str]]:
+    """(external_id, thumbnail URL, full URL) of (external_id, full URL) rows whose URL is
+    one of our objects."""
+    items = []
+    for ext, url in rows:
+        try:
+            items.append((ext, public_url(thumbnail_key(key_of(url))), url))
+        except ValueError:
+            continue
+    return items
+
+
+def error_samples_table(samples: Sequence[Mapping[str, str]]) -> dg.MetadataValue:
+    """The run's sample errors: which SKU, why, which source URL."""
+    return dg.MetadataValue.table(
+        [dg.TableRecord({k: str(sample.get(k) or "")[:300] for k in
+                         ("external_id", "reason", "url", "message")}) for sample in samples],
+        schema=_SAMPLES,
+    )
+
+
+def megabytes(n_bytes: int) -> dg.MetadataValue:
+    return dg.MetadataValue.float(round(n_bytes / 1e6, 2))
+
+
+def stage_result(
+    context: dg.AssetExecutionContext, outcome: "BatchOutcome", metadata: dict[str, Any], *,
+    max_error_rate: float,
+) -> Iterator[dg.MaterializeResult]:
+    """What a stage run leaves on its partition: a materialization when it did something; an
+    observation when it claimed nothing (the brand's last real counts and previews stay);
+    a failed step, not retried, when more than `max_error_rate` of its SKUs failed (the
+    brand's partition turns red with the error rate and sample errors)."""
+    tag_sku_count(context, outcome.claimed)
+    if outcome.claimed == 0:
+        context.log.info("nothing to do for this brand: no materialization recorded")
+        context.log_event(dg.AssetObservation(
+            asset_key=context.asset_key, partition=context.partition_key,
+            metadata={"claimed": 0, "skus_by_image_status": metadata["skus_by_image_status"]},
+        ))
+        return
+    errors = sum(outcome.errors_by_reason.values())
+    rate = errors / outcome.claimed
+    metadata = {
+        **metadata,
+        "error_rate_pct": dg.MetadataValue.float(round(100 * rate, 1)),
+        "error_samples": error_samples_table(outcome.error_samples),
+    }
+    if rate > max_error_rate:
+        raise dg.Failure(
+            description=f"{context.partition_key}: {errors} of {outcome.claimed} SKUs failed "
+            f"({rate:.0%}, threshold {max_error_rate:.0%}); see error_samples. Fix the cause, "
+            "then launch the stage's retry job for this brand.",
+            metadata=metadata, allow_retries=False,
+        )
+    yield dg.MaterializeResult(metadata=metadata)
 
 
 def counts_metadata(counts: Mapping[str, int]) -> dict[str, Any]:
@@ -86,7 +161,7 @@ class BatchOutcome(Protocol):
     claimed: int
     done: int
     errors_by_reason: Counter[str]
-    error_samples: list[str]
+    error_samples: list[dict[str, str]]  # external_id, reason, url, message
 
 
 def drain_queue(
@@ -164,7 +239,7 @@ def drain_queue(
             f"errors {dict(outcome.errors_by_reason)}"
         )
         for sample in outcome.error_samples:
-            context.log.warning(sample)
+            context.log.warning(f"{sample['external_id']}: {sample['message']}")
         yield outcome
 
 
@@ -187,7 +262,7 @@ def log_crash(
         log.new, log.errors = done.done, sum(done.errors_by_reason.values())
         log.metadata["errors_by_reason"] = dict(done.errors_by_reason)
         for sample in done.error_samples:
-            context.log.warning(sample)
+            context.log.warning(f"{sample['external_id']}: {sample['message']}")
     log.error_message = f"{type(exc).__name__}: {exc}"[:2000]
     log.metadata.update(
         error=log.error_message,

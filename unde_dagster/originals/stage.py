@@ -45,7 +45,8 @@ class OriginalsOutcome:
     photos_skipped: int = 0
     bytes_uploaded: int = 0
     preview_url: str | None = None
-    error_samples: list[str] = field(default_factory=list)
+    # external_id, reason, url, message of the first failed SKUs
+    error_samples: list[dict[str, str]] = field(default_factory=list)
 
     @property
     def errors(self) -> int:
@@ -114,7 +115,9 @@ def download_batch(
             mark_error(conn, DOWNLOAD_QUEUE, row["id"], token, message)
         outcome.errors_by_reason[reason] += 1
         if len(outcome.error_samples) < 10:
-            outcome.error_samples.append(f"{row['external_id']}: {message}")
+            url = getattr(result.error, "url", "") or (row.get("original_image_urls") or [""])[0]
+            outcome.error_samples.append({"external_id": row["external_id"], "reason": reason,
+                                          "url": str(url), "message": message})
 
     async def on_done(sku: SkuPhotos, result: SkuResult) -> None:
         await asyncio.to_thread(store, sku, result)

@@ -11,7 +11,7 @@ from unde_dagster.catalog.clean import clean_text
 from unde_dagster.catalog.collect import CatalogResult, CatalogRunFailed, collect_brand
 from unde_dagster.db.catalog_runs import CATALOG_WRITER
 from unde_dagster.db.scraper_logs import BatchLog, write_scraper_log
-from unde_dagster.defs.brand_schedules import stops_when_terminated
+from unde_dagster.defs.brand_schedules import stops_when_terminated, tag_sku_count
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.resources.apify import ApifyResource
 from unde_dagster.resources.databases import StagingDatabase
@@ -70,6 +70,7 @@ def raw_products(
             "missing_from_catalog": result.missing_from_catalog,
         }
         write_scraper_log(conn, batch)
+    tag_sku_count(context, result.skus_written)
     return dg.MaterializeResult(
         metadata={
             "items": result.items,

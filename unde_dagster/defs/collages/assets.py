@@ -1,5 +1,6 @@
 """`product_collages`: one horizontal collage per SKU for virtual try-on."""
 
+from collections.abc import Iterator
 from functools import partial
 
 import dagster as dg
@@ -7,15 +8,21 @@ import dagster as dg
 from unde_dagster.collages.pool import CollagePool
 from unde_dagster.collages.stage import CollageOutcome, collage_batch
 from unde_dagster.db.claims import COLLAGE_QUEUE, status_counts
+from unde_dagster.db.queues import recent_collages
 from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.image_stages import (
+    PREVIEW_SKUS,
     ImageStageConfig,
     accumulate,
     counts_metadata,
     drain_queue,
-    preview,
+    megabytes,
+    preview_grid,
+    stage_result,
+    thumbnails,
 )
 from unde_dagster.defs.partitions import brand_partitions
+from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.collage import CollageMaker
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.object_store import ObjectStore
@@ -32,8 +39,11 @@ COLLAGE_LOGS = ("collage_worker", "collage_worker_retry")
     description=(
         "All originals of each `uploaded` SKU scaled to the tallest height (LANCZOS, never "
         "downscaled), pasted left to right on white, JPEG q95 4:4:4 at "
-        "`collages/{brand}/{external_id}.jpg`; the SKU moves to collage_ready."
+        "`collages/{brand}/{external_id}.jpg`; the SKU moves to collage_ready. A run that "
+        "finds nothing to do records no materialization; one where more than "
+        "`max_batch_error_rate` of the SKUs failed fails its step, naming the SKUs and reasons."
     ),
+    output_required=False,
 )
 @stops_when_terminated
 def product_collages(
@@ -42,7 +52,8 @@ def product_collages(
     staging_db: StagingDatabase,
     object_store: ObjectStore,
     collage_maker: CollageMaker,
-) -> dg.MaterializeResult:
+    check_thresholds: CheckThresholds,
+) -> Iterator[dg.MaterializeResult]:
     s3 = object_store.get_client()
     total = CollageOutcome()
     batches = 0
@@ -70,20 +81,21 @@ def product_collages(
             batches += 1
             accumulate(total, outcome)
         states = status_counts(conn, context.partition_key)
+        recent = [(ext, url) for _, ext, url, _ in
+                  recent_collages(conn, context.partition_key, PREVIEW_SKUS)]
         resampler = pool.resampler
     widths = [w for w, _ in total.sizes]
-    return dg.MaterializeResult(
-        metadata={
-            "claimed": total.claimed,
-            "collages_made": total.done,
-            "errors": total.errors,
-            **counts_metadata(total.errors_by_reason),
-            "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
-            "max_collage_width": max(widths, default=0),
-            "resampler": resampler,
-            "batches": batches,
-            "skus_by_image_status": dg.MetadataValue.json(states),
-            "preview": preview(total.preview_url, "collage"),
-        }
-    )
-
+    yield from stage_result(context, total, {
+        "claimed": total.claimed,
+        "collages_made": total.done,
+        "errors": total.errors,
+        **counts_metadata(total.errors_by_reason),
+        "uploaded_mb": megabytes(total.bytes_uploaded),
+        "max_collage_width": max(widths, default=0),
+        "resampler": resampler,
+        "batches": batches,
+        "skus_by_image_status": dg.MetadataValue.json(states),
+        "preview": preview_grid(
+            thumbnails(object_store.key_of, object_store.public_url, recent)
+        ),
+    }, max_error_rate=check_thresholds.max_batch_error_rate)

@@ -1,20 +1,27 @@
 """`product_originals`: the brand's pending SKUs' photos, fetched through the proxy into S3."""
 
+from collections.abc import Iterator
 from functools import partial
 
 import dagster as dg
 
 from unde_dagster.db.claims import DOWNLOAD_QUEUE, status_counts
+from unde_dagster.db.queues import recent_originals
 from unde_dagster.defs.brand_schedules import stops_when_terminated
 from unde_dagster.defs.image_stages import (
+    PREVIEW_SKUS,
     ImageStageConfig,
     accumulate,
     counts_metadata,
     drain_queue,
-    preview,
+    megabytes,
+    preview_grid,
+    stage_result,
+    thumbnails,
 )
 from unde_dagster.defs.partitions import brand_partitions
 from unde_dagster.originals.stage import OriginalsOutcome, download_batch
+from unde_dagster.resources.check_thresholds import CheckThresholds
 from unde_dagster.resources.databases import StagingDatabase
 from unde_dagster.resources.downloader import PhotoDownloader
 from unde_dagster.resources.object_store import ObjectStore
@@ -31,8 +38,11 @@ DOWNLOADER_LOGS = ("photo_downloader", "photo_downloader_retry")
         "Up to 5 photos per SKU downloaded through the residential proxy (10 slots, polite "
         "delays, backoff), validated with Pillow and stored at "
         "`originals/{brand}/{external_id}/{N}.jpg`; the SKU moves pending → uploaded, or to "
-        "error with a reason (retried after 1 h, at most 3 attempts)."
+        "error with a reason (retried after 1 h, at most 3 attempts). A run that finds nothing "
+        "to do records no materialization; one where more than `max_batch_error_rate` of "
+        "the SKUs failed fails its step, naming the SKUs and reasons."
     ),
+    output_required=False,
 )
 @stops_when_terminated
 def product_originals(
@@ -41,7 +51,8 @@ def product_originals(
     staging_db: StagingDatabase,
     object_store: ObjectStore,
     photo_downloader: PhotoDownloader,
-) -> dg.MaterializeResult:
+    check_thresholds: CheckThresholds,
+) -> Iterator[dg.MaterializeResult]:
     s3 = object_store.get_client()
     total = OriginalsOutcome()
     batches = 0
@@ -66,18 +77,18 @@ def product_originals(
             batches += 1
             accumulate(total, outcome)
         states = status_counts(conn, context.partition_key)
-    return dg.MaterializeResult(
-        metadata={
-            "claimed": total.claimed,
-            "uploaded": total.done,
-            "errors": total.errors,
-            **counts_metadata(total.errors_by_reason),
-            "photos_uploaded": total.photos_uploaded,
-            "photos_skipped_unchanged": total.photos_skipped,
-            "bytes_uploaded": dg.MetadataValue.int(total.bytes_uploaded),
-            "batches": batches,
-            "skus_by_image_status": dg.MetadataValue.json(states),
-            "preview": preview(total.preview_url, "first photo"),
-        }
-    )
-
+        recent = recent_originals(conn, context.partition_key, PREVIEW_SKUS)
+    yield from stage_result(context, total, {
+        "claimed": total.claimed,
+        "uploaded": total.done,
+        "errors": total.errors,
+        **counts_metadata(total.errors_by_reason),
+        "photos_uploaded": total.photos_uploaded,
+        "photos_skipped_unchanged": total.photos_skipped,
+        "uploaded_mb": megabytes(total.bytes_uploaded),
+        "batches": batches,
+        "skus_by_image_status": dg.MetadataValue.json(states),
+        "preview": preview_grid(
+            thumbnails(object_store.key_of, object_store.public_url, recent)
+        ),
+    }, max_error_rate=check_thresholds.max_batch_error_rate)
