@@ -10,13 +10,20 @@ import psycopg
 
 from unde_dagster.definitions import defs
 from unde_dagster.defs.pipeline import brand_catalog_pipeline
+from unde_deploy.roles import PARTITION_TAG, STAGE_ROLES, TRIGGER_TAG, run_role_tags
 
 
 def run_demo(brand: str) -> None:
     instance = dg.DagsterInstance.get()
     job = defs.resolve_job_def(brand_catalog_pipeline.name)
     started = time.monotonic()
-    result = job.execute_in_process(partition_key=brand, instance=instance, raise_on_error=False)
+    # In process (no daemon needed), with the tags the run queue's coordinator gives every
+    # queued run, so the demo's run reads like any other in the runs list.
+    roles = sorted({STAGE_ROLES[s] for s in ("catalog", "originals", "collages", "ximilar")})
+    own = {PARTITION_TAG: brand, TRIGGER_TAG: "demo"}
+    tags = {TRIGGER_TAG: "demo", **run_role_tags(roles, own)}
+    result = job.execute_in_process(partition_key=brand, instance=instance, tags=tags,
+                                    raise_on_error=False)
     elapsed = time.monotonic() - started
     print(f"\n== {brand_catalog_pipeline.name} for {brand}: "
           f"{'SUCCESS' if result.success else 'FAILED'} in {elapsed:.1f}s "
