@@ -1,6 +1,9 @@
 """The code location loads, and every asset says which role (host) runs it."""
 
+from pathlib import Path
+
 import dagster as dg
+import yaml
 
 from unde_dagster.definitions import defs
 
@@ -25,4 +28,8 @@ def test_the_demo_commands_import() -> None:
     import unde_local.demo
     import unde_local.demo_scraper
 
-    assert unde_local.demo.defs is unde_local.demo_scraper.defs
+    defs = unde_local.demo_scraper.defs
+    assert unde_local.demo.brand_catalog_pipeline.name in {j.name for j in defs.jobs or []}
+    workspace = yaml.safe_load((Path(__file__).parents[1] / "workspace.yaml").read_text())
+    [entry] = workspace["load_from"]  # the demo launches on the workspace's one location
+    assert entry["python_module"]["location_name"] == unde_local.demo.LOCATION

@@ -114,12 +114,22 @@ def cmd_env(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
+    """The run goes through the queue, so the webserver (to launch) and the daemon (to
+    dequeue) start first; with --no-ui they stop again once the run has finished."""
     os.environ.update(_ensure_up(args))
     from unde_local.demo import run_demo
+    from unde_local.postgres import free_port
 
-    run_demo(args.brand)
+    services = _services(args.name, free_port() if args.no_ui else args.port)
+    services.start()
+    try:
+        run_demo(args.brand, services.url)
+    finally:
+        if args.no_ui:
+            services.stop()
     if not args.no_ui:
-        cmd_ui(args)
+        print(f"\nDagster UI (webserver + daemon) on stack {args.name!r}: {services.url}")
+        print(f"logs in {services.run_dir}; stop everything with: python -m unde_local down")
 
 
 def cmd_demo_scraper(args: argparse.Namespace) -> None:
