@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 CHUNK_ITEMS = 500
 MAX_LOGGED_REJECTIONS = 20
 MAX_SAMPLES = 10
+ANALYZE_AFTER_NEW = 1000  # new SKUs in one run after which the table's statistics are stale
 
 
 class CatalogRunFailed(RuntimeError):
@@ -121,4 +122,6 @@ def collect_brand(
         result.note_cleaning(brand.key, parsed)
         record_rejections(conn, run, [*rejected, *parsed.dropped_photos])
     result.missing_from_catalog = count_missing_from_run(conn, brand.source, run_id)
+    if result.counts.new >= ANALYZE_AFTER_NEW:  # the planner's row counts after a bulk load
+        conn.execute("ANALYZE raw_products")
     return result
