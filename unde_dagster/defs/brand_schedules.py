@@ -39,7 +39,7 @@ def stops_when_terminated(compute: Compute) -> Compute:
     """
 
     def stopped(context: dg.AssetExecutionContext) -> None:
-        record = context.instance.get_run_by_id(context.run_id)
+        record = context.instance.get_run_by_id(context.run.run_id)
         if record is not None and record.status == dg.DagsterRunStatus.CANCELING:
             raise dg.Failure(
                 "terminated on request: the step stops here and is not retried",
@@ -72,7 +72,7 @@ def tag_sku_count(context: dg.AssetExecutionContext, skus: int) -> None:
     """`unde/skus` on the run, for the runs list: the most SKUs one of its stages handled."""
     before = context.run.tags.get(SKUS_TAG, "0")
     count = max(skus, int(before) if before.isdigit() else 0)
-    context.instance.add_run_tags(context.run_id, {SKUS_TAG: str(count)})
+    context.instance.add_run_tags(context.run.run_id, {SKUS_TAG: str(count)})
 
 
 def one_brand_job(name: str, asset: dg.AssetsDefinition, role: str, description: str,
