@@ -219,7 +219,7 @@ def _decode_into(index: int, img: ImageFile.ImageFile, canvas: Image.Image, x: i
     return True
 
 
-def _to_pasteable(img: Image.Image) -> Image.Image:
+def to_pasteable(img: Image.Image) -> Image.Image:
     """Bring any mode to RGB, L (pasted as grey) or an alpha mode (composited on white)."""
     mode = img.mode
     if mode == "RGB" or mode in _GREY_MODES or mode in _ALPHA_MODES - {"PA"}:
@@ -272,7 +272,7 @@ def _place(
     photo, half-resized photo and resized photo are alive at once (Pillow's own one-call
     resize holds all three).
     """
-    src = _to_pasteable(img)
+    src = to_pasteable(img)
     if src is not img:
         img.close()
     turned = upright(src, orient)  # before resizing: the smaller image is transposed

@@ -40,7 +40,6 @@ class CollageOutcome:
     done: int = 0
     errors_by_reason: Counter[str] = field(default_factory=Counter)
     bytes_uploaded: int = 0
-    preview_url: str | None = None
     sizes: list[tuple[int, int]] = field(default_factory=list)
     # external_id, reason, url, message of the first failed SKUs
     error_samples: list[dict[str, str]] = field(default_factory=list)
@@ -150,7 +149,6 @@ def _store(
         outcome.done += 1
         outcome.bytes_uploaded += len(result.jpeg)
         outcome.sizes.append((result.width, result.height))
-        outcome.preview_url = outcome.preview_url or url
 
 
 def _upload_thumbnail(upload: Upload, key: str, jpeg: bytes, preview: bytes = b"") -> None:

@@ -143,8 +143,7 @@ def counts_metadata(counts: Mapping[str, int]) -> dict[str, Any]:
 
 
 def accumulate(total: OutcomeT, batch: OutcomeT) -> None:
-    """Adds one batch's outcome into the run's: counts add, lists extend, the first preview
-    stays."""
+    """Adds one batch's outcome into the run's: counts add, lists extend."""
     for f in dataclasses.fields(total):  # type: ignore[arg-type]
         mine, theirs = getattr(total, f.name), getattr(batch, f.name)
         if isinstance(mine, Counter):
@@ -153,8 +152,6 @@ def accumulate(total: OutcomeT, batch: OutcomeT) -> None:
             mine.extend(theirs)
         elif isinstance(mine, int):
             setattr(total, f.name, mine + theirs)
-        elif mine is None:
-            setattr(total, f.name, theirs)
 
 
 class BatchOutcome(Protocol):

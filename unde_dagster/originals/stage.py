@@ -44,7 +44,6 @@ class OriginalsOutcome:
     photos_uploaded: int = 0
     photos_skipped: int = 0
     bytes_uploaded: int = 0
-    preview_url: str | None = None
     # external_id, reason, url, message of the first failed SKUs
     error_samples: list[dict[str, str]] = field(default_factory=list)
 
@@ -178,7 +177,6 @@ def _upload_and_record(
     if cur.rowcount == 1:
         outcome.done += 1
         outcome.photos_skipped += len(result.skipped)
-        outcome.preview_url = outcome.preview_url or (urls[0] if urls else None)
 
 
 def _upload_thumbnail(upload: Upload, key: str, body: bytes) -> None:

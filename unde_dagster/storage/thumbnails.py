@@ -23,7 +23,7 @@ from io import BytesIO
 
 from PIL import Image
 
-from unde_dagster.collages.compose import _to_pasteable
+from unde_dagster.collages.compose import to_pasteable
 from unde_dagster.collages.photos import (
     OPEN_FORMATS,
     PHOTO_MODES,
@@ -83,7 +83,7 @@ def thumbnail(body: bytes, *, max_width: int | None, max_height: int) -> bytes:
         if stored != img.size:
             img.draft(None, (int(stored[0] * DRAFT_GAP), int(stored[1] * DRAFT_GAP)))
         img.load()
-        small = _to_pasteable(img)  # RGB, L or a mode with alpha
+        small = to_pasteable(img)  # RGB, L or a mode with alpha
         if small.size != stored:
             small = small.resize(stored, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
         small = upright(small, orient)
