@@ -92,6 +92,48 @@ def test_rerun_keeps_states_and_changed_photos_requeue_exactly_that_sku(
     ].value == 1
 
 
+ROW_WRITES = r"""
+CREATE TABLE row_writes (external_id text, statement text);
+CREATE FUNCTION note_row_write() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO row_writes
+    VALUES (NEW.external_id, upper(substring(current_query() from '^\s*(\w+)')));
+    RETURN NEW;
+END $$;
+CREATE TRIGGER note_row_write AFTER UPDATE ON raw_products
+    FOR EACH ROW EXECUTE FUNCTION note_row_write();
+"""
+
+
+def test_a_repeated_catalog_entry_is_stamped_seen_not_rewritten(
+    apify_control: str, staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    assert materialize(resources, instance).success
+    items = catalog(apify_control)
+    touched = items[2]
+    touched["sectionName"] = "NEW-SECTION"  # in raw_data only, not in the content hash
+    requests.put(f"{apify_control}/_emulator/apify/catalog/{BRAND}", json=items, timeout=10)
+    staging.execute(ROW_WRITES)
+    try:
+        result = materialize(resources, instance)
+        assert result.success
+        writes = staging.execute(
+            "SELECT external_id, statement FROM row_writes ORDER BY external_id"
+        ).fetchall()
+    finally:
+        staging.execute("DROP TRIGGER note_row_write ON raw_products; DROP TABLE row_writes; "
+                        "DROP FUNCTION note_row_write()")
+    run_id = result.run_id
+    rows = staging.execute(
+        "SELECT external_id, last_seen_run_id, raw_data->>'sectionName' FROM raw_products"
+    ).fetchall()
+    assert rows and {r[1] for r in rows} == {run_id}
+    rewritten = {ext for ext, statement in writes if statement == "INSERT"}
+    assert rewritten == {r[0] for r in rows if r[0].startswith(f"{touched['id']}-")}
+    assert {r[0] for r in rows if r[2] == "NEW-SECTION"} == rewritten
+    assert len(writes) == len(rows)  # every SKU written once: upserted, or stamped seen
+
+
 def test_malformed_items_are_rejected_one_by_one(
     apify_control: str, staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:

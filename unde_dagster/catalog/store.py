@@ -1,10 +1,11 @@
 """Writing colour SKUs into `raw_products`.
 
-Unchanged photos never send a SKU back to `pending`; changed photos always do (and reset
-the retry counter and the Ximilar state of the old photos). Every row seen by a catalog run
-is stamped with that run's id, which is how later stages tell SKUs that left the catalog.
-A chunk is written in one transaction; if PostgreSQL refuses a row, the chunk is written
-again row by row behind savepoints, so only the refused SKUs are lost (and reported).
+A SKU the catalog repeats unchanged is only stamped as seen (no rewrite). Unchanged photos
+never send a SKU back to `pending`; changed photos always do (and reset the retry counter
+and the Ximilar state of the old photos). Every row seen by a catalog run is stamped with
+that run's id, which is how later stages tell SKUs that left the catalog. A chunk is
+written in one transaction; if PostgreSQL refuses a row, the chunk is written again row by
+row behind savepoints, so only the refused SKUs are lost (and reported).
 """
 
 from __future__ import annotations
@@ -92,6 +93,18 @@ ON CONFLICT (source, external_id) DO UPDATE SET
     error_message = CASE WHEN %(photos_changed)s THEN NULL ELSE raw_products.error_message END,
     ximilar_status = CASE WHEN %(photos_changed)s AND raw_products.ximilar_status <> 'pending'
                           THEN 'pending' ELSE raw_products.ximilar_status END
+WHERE raw_products.content_hash IS DISTINCT FROM EXCLUDED.content_hash
+   OR raw_products.raw_data IS DISTINCT FROM EXCLUDED.raw_data
+   OR raw_products.item_id IS DISTINCT FROM EXCLUDED.item_id
+   OR raw_products.colour_id IS DISTINCT FROM EXCLUDED.colour_id
+   OR %(photos_changed)s
+"""
+
+# A SKU the catalog repeats word for word is only stamped as seen: rewriting the whole row
+# (its raw_data is TOASTed) every day cost a brand's size in writes and dead tuples.
+_SEEN = """
+UPDATE raw_products SET last_seen_run_id = %s, scraped_at = NOW()
+ WHERE source = %s AND external_id = ANY(%s) AND last_seen_run_id IS DISTINCT FROM %s
 """
 
 
@@ -126,6 +139,7 @@ def upsert_skus(
                     written.append(row)
                 except ROW_ERRORS as exc:
                     counts.write_failures.append(_write_failure(row, exc))
+        cur.execute(_SEEN, (run_id, source, [r.external_id for r in written], run_id))
         start_from_stored(conn, source, adopted)
     done = {row.external_id for row in written}
     for row, photos_changed in zip(rows, changed, strict=True):
