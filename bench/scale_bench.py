@@ -27,6 +27,7 @@ Run:
   .venv/bin/python bench/scale_bench.py --compare 1000,10000    # baseline beside candidate
   .venv/bin/python bench/scale_bench.py --full-size --skus 2000
   .venv/bin/python bench/scale_bench.py --incremental           # + the next day's catalog
+  .venv/bin/python bench/scale_bench.py --ui                    # + the UI's pages timed after
 """
 
 from __future__ import annotations
@@ -378,10 +379,6 @@ def measure_codec(photos: list[list[bytes]], rounds: int = 3) -> float:
 
 CLAIMS: list[tuple[str, float, int]] = []  # (stage, seconds, rows)
 RELEASES: list[tuple[str, float]] = []
-# The Ximilar stage writes each batch's scraper_logs row after the batch (a BatchLog made
-# then: started_at = completed_at, duration 0), so its own work is timed here instead: from
-# run_brand's start to each batch's row, the gaps summed.
-XIMILAR_WORK: list[float] = []
 
 
 def patch_claims() -> None:
@@ -405,9 +402,8 @@ def patch_claims() -> None:
         return out
 
     import unde_dagster.ximilar.store as xstore
-    import unde_dagster.ximilar.sync as xsync
 
-    xclaim, logger = xstore.claim, xsync.batch_logger
+    xclaim = xstore.claim
 
     def timed_xclaim(*a: Any, **kw: Any) -> Any:
         t0 = time.perf_counter()
@@ -415,23 +411,10 @@ def patch_claims() -> None:
         CLAIMS.append(("ximilar", time.perf_counter() - t0, len(rows)))
         return rows
 
-    def timed_logger(*a: Any, **kw: Any) -> Any:
-        write = logger(*a, **kw)
-        last = [time.perf_counter()]
-
-        def timed_write(batch: Any) -> None:
-            now = time.perf_counter()
-            XIMILAR_WORK.append(now - last[0])
-            write(batch)
-            last[0] = time.perf_counter()
-
-        return timed_write
-
     timed_claim._bench_timed = True  # type: ignore[attr-defined]
     stages.claim_batch = timed_claim
     claims.release_expired = timed_release
     xstore.claim = timed_xclaim
-    xsync.batch_logger = timed_logger
 
 
 # --- one pipeline run -------------------------------------------------------------------
@@ -507,7 +490,6 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
     job = defs.resolve_job_def(brand_catalog_pipeline.name)
     CLAIMS.clear()
     RELEASES.clear()
-    XIMILAR_WORK.clear()
     with psycopg.connect(env["STAGING_DB_URL"], autocommit=True) as conn:
         before = table_stats(conn)
         with contextlib.suppress(Exception):
@@ -547,9 +529,6 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
             d["duration_seconds"] += float(rounded)
             d["fetched"] += fetched
             d["errors"] += errors
-        if XIMILAR_WORK:  # see XIMILAR_WORK: its rows carry no duration
-            d = logs.setdefault("ximilar", Counter())
-            d["work_s"] = sum(XIMILAR_WORK)
         status = dict(conn.execute(
             "SELECT image_status, count(*) FROM raw_products WHERE brand = %s GROUP BY 1",
             (BRAND,)).fetchall())
@@ -893,6 +872,10 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
               "db/scraper_logs.py):")
         for line in explain_abandoned(env["STAGING_DB_URL"]):
             print(f"    {line}")
+        if args.ui:
+            from bench.ui_pages import print_ui, time_pages
+
+            print_ui(time_pages(env, root / "services", BRAND, runs[-1].run_id))
         return {"skus": n_skus, "runs": runs, "memory": memory, "bounds": bounds}
     finally:
         sampler.stop()
@@ -961,6 +944,8 @@ def main() -> None:
     ap.add_argument("--compare", default=None,
                     help="sizes run one after the other, the first the baseline: 1000,10000")
     ap.add_argument("--keep", action="store_true", help="keep each stack's folder")
+    ap.add_argument("--ui", action="store_true",
+                    help="after the runs: time the Dagster UI's pages in headless Chromium")
     ap.add_argument("--serve-stack", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--explain-stack", default=None, metavar="STACK_DIR",
                     help="only EXPLAIN the per-run queries on a running bench stack "

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import dagster as dg
@@ -15,7 +17,7 @@ from unde_dagster.db.catalog_runs import CATALOG_WRITER
 from unde_dagster.defs.ximilar.assets import ximilar_index
 from unde_dagster.resources.ximilar import XimilarResource
 from unde_dagster.ximilar import store
-from unde_dagster.ximilar.sync import SyncSettings, run_brand
+from unde_dagster.ximilar.sync import BatchReport, SyncSettings, batch_logger, run_brand
 from unde_local.stack import LocalStack
 
 SOURCE, CATALOG_RUN = "apify_zara", "catalog-run-1"
@@ -318,3 +320,13 @@ def test_credentials_refused_mid_batch_leave_a_crashed_row(stack, staging, resou
     faults.clear()
     materialize(resources, instance, xres)
     assert set(collection(stack, coll)) == expected(ids)
+
+
+def test_a_batch_row_spans_the_batch_not_its_write(staging: psycopg.Connection) -> None:
+    began = datetime(2026, 1, 1, 8, 0, tzinfo=UTC)
+    batch = BatchReport(phase="sync", skus=3, synced=3, started_at=began,
+                        started=time.monotonic() - 30)
+    batch_logger(staging, "run-1", retry=False)(batch)
+    row = staging.execute("SELECT scraper_name, started_at, duration_seconds, records_new "
+                          "FROM scraper_logs").fetchone()
+    assert row == ("ximilar_sync", began, 30, 3)

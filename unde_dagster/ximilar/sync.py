@@ -10,10 +10,11 @@ so (`records`, or 411 duplicate); anything else leaves its URL out of
 from __future__ import annotations
 
 import logging
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import psycopg
@@ -61,6 +62,9 @@ class BatchReport:
     errors_by_reason: Counter[str] = field(default_factory=Counter)
     error_message: str | None = None
     crashed: bool = False  # stopped mid-batch (credentials refused, a bug): DB work rolled back
+    # when the batch began: its scraper_logs row, written after it, spans the batch's work
+    started_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    started: float = field(default_factory=time.monotonic)
 
 
 @dataclass
@@ -213,7 +217,8 @@ def batch_logger(conn: psycopg.Connection, run_id: str, *, retry: bool
                  ) -> Callable[[BatchReport], None]:
     """One `scraper_logs` row per batch (`ximilar_sync` / `ximilar_retry`)."""
     def write(batch: BatchReport) -> None:
-        entry = BatchLog(scraper_name=RETRY_LOG if retry else SYNC_LOG, run_id=run_id)
+        entry = BatchLog(scraper_name=RETRY_LOG if retry else SYNC_LOG, run_id=run_id,
+                         started_at=batch.started_at, _t0=batch.started)
         entry.fetched, entry.new = batch.skus, batch.synced + batch.removed
         entry.updated, entry.errors = batch.partial, batch.errors
         entry.error_message, entry.crashed = batch.error_message, batch.crashed
