@@ -1,0 +1,136 @@
+"""How fast the Dagster UI answers an operator on a bench's instance (`scale_bench.py --ui`).
+
+A Dagster webserver on the bench's DAGSTER_HOME and stack, and a real headless Chromium
+driven by Playwright, as the browser tests do (`tests/e2e/browser.py`). For each page:
+the time from navigation until the page shows what an operator came for (the partition's
+materialization metadata; the newest run in the runs list), the first time in a fresh
+browser (cold: nothing cached) and then the median of warm loads. The very first page after
+the webserver started (the asset list) is timed apart: it also waits for the code server.
+A screenshot of each page goes to `test-artifacts/ui/bench_*.png`.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.e2e.browser import (
+    ARTIFACTS,
+    CHROMIUM,
+    CHROMIUM_ARGS,
+    DISMISS_COMMUNITY_PROMPT,
+    VIEWPORT,
+)
+from unde_local.dagster_services import DagsterServices
+from unde_local.postgres import free_port
+
+TIMEOUT_MS = 60_000
+TARGET_S = 2.0
+
+
+@dataclass
+class PageTiming:
+    name: str
+    url: str
+    cold_s: float
+    warm_s: list[float]
+
+    @property
+    def warm_median_s(self) -> float:
+        return statistics.median(self.warm_s)
+
+
+@dataclass
+class UiFigures:
+    pages: list[PageTiming]
+    peak_rss_kb: list[tuple[str, int]]  # the webserver and its code server, after the pages
+
+
+def server_peaks(pid: int) -> list[tuple[str, int]]:
+    """(command, VmHWM kB) of the webserver and of the processes it started (its code
+    server, `dagster api grpc`)."""
+    from bench.scale_bench import _descendants, _process_table, _status
+
+    out = []
+    for proc in [pid, *_descendants(pid, _process_table())]:
+        try:
+            argv = Path(f"/proc/{proc}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [Path(a.decode(errors="replace")).name for a in argv[:4] if a]
+        out.append((" ".join(words)[:60], _status(proc).get("VmHWM", 0)))
+    return out
+
+
+def time_pages(env: dict[str, str], run_dir: Path, brand: str, newest_run_id: str,
+               warm_rounds: int = 5) -> UiFigures:
+    from playwright.sync_api import Page, sync_playwright
+
+    services = DagsterServices(run_dir, env, port=free_port())
+    t0 = time.monotonic()
+    services.start(("webserver",))
+    print(f"  webserver up in {time.monotonic() - t0:.1f} s on {services.url}", flush=True)
+    base = services.url
+    checks: list[tuple[str, str, Callable[[Page], None]]] = [
+        ("product_collages partition page",
+         f"{base}/assets/product_collages?view=partitions&partition={brand}",
+         lambda page: page.get_by_text("collages_made").first.wait_for()),
+        ("runs page", f"{base}/runs",
+         lambda page: page.get_by_text(newest_run_id[:8]).first.wait_for()),
+    ]
+    timings = []
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            try:
+                # The first page after the webserver started also pays for the code
+                # server's first answers: timed on its own, before the pages under test.
+                context = browser.new_context(viewport=VIEWPORT)
+                context.add_init_script(DISMISS_COMMUNITY_PROMPT)
+                page = context.new_page()
+                start = time.monotonic()
+                page.goto(f"{base}/assets")
+                page.get_by_text("product_collages").first.wait_for(timeout=TIMEOUT_MS)
+                timings.append(PageTiming("first page after start (asset list)", base,
+                                          time.monotonic() - start, [0.0]))
+                context.close()
+                for name, url, ready in checks:
+                    context = browser.new_context(viewport=VIEWPORT)
+                    context.set_default_timeout(TIMEOUT_MS)
+                    context.add_init_script(DISMISS_COMMUNITY_PROMPT)
+                    page = context.new_page()
+                    loads = []
+                    for _ in range(1 + warm_rounds):
+                        start = time.monotonic()
+                        page.goto(url)
+                        ready(page)
+                        loads.append(time.monotonic() - start)
+                    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+                    shot = "bench_" + name.split()[0].replace("_", "-") + ".png"
+                    page.screenshot(path=str(ARTIFACTS / shot))
+                    context.close()
+                    timings.append(PageTiming(name, url, loads[0], loads[1:]))
+            finally:
+                browser.close()
+        webserver = services.pid("webserver")
+        peaks = server_peaks(webserver) if webserver else []
+    finally:
+        services.stop()
+    return UiFigures(timings, peaks)
+
+
+def print_ui(figures: UiFigures) -> None:
+    print(f"\n  Dagster UI, navigation -> content shown (headless Chromium; target < "
+          f"{TARGET_S:g} s):")
+    first, *pages = figures.pages
+    print(f"    {first.name:<34} {first.cold_s:5.2f} s (the webserver's first answers)")
+    for t in pages:
+        verdict = "ok" if max(t.cold_s, t.warm_median_s) < TARGET_S else "OVER"
+        print(f"    {t.name:<34} cold {t.cold_s:5.2f} s, warm median {t.warm_median_s:5.2f} s "
+              f"(max {max(t.warm_s):.2f}) {verdict}")
+    print("  peak RSS (MiB) of the webserver and its code server after these pages:")
+    for command, kb in figures.peak_rss_kb:
+        print(f"    {command:<60} {kb / 1024:8.1f}")
