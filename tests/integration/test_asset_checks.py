@@ -180,6 +180,31 @@ def test_collage_dimensions_match_the_originals(
     assert bad.metadata["by_brand"].value["zara"]["mismatches"] == ["9-1: 150x200 != 200x200"]
 
 
+def test_collage_dimensions_read_the_originals_behind_the_stored_urls(
+    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    """An SKU adopted from the old servers keeps its originals under the item-id keys."""
+    store = resources["object_store"].process_config_and_initialize()
+    s3 = store.get_client()
+
+    def put(key: str, size: tuple[int, int]) -> str:
+        buf = io.BytesIO()
+        Image.new("RGB", size, "white").save(buf, "JPEG")
+        return store.put_public(s3, key, buf.getvalue())
+
+    originals = [put(original_key("zara", "7", 1), (100, 300)),
+                 put(original_key("zara", "7", 2), (100, 300))]
+    url = put(collage_key("zara", "7-2"), (200, 300))
+    staging.execute(
+        "INSERT INTO raw_products (source, external_id, brand, scraped_at, image_status, "
+        "updated_at, image_urls, collage_url) VALUES ('apify_zara', '7-2', 'zara', NOW(), "
+        "'collage_ready', NOW(), %s, %s)", (json.dumps(originals), url))
+    result = run_check("product_collages", "collage_dimensions_match_originals", resources,
+                       instance)
+    assert result.passed, result.metadata
+    assert result.metadata["by_brand"].value["zara"]["sampled"] == 1
+
+
 def test_ximilar_pilot_coverage(
     staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:

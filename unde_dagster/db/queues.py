@@ -109,11 +109,11 @@ def stuck_skus(
 
 def recent_collages(
     conn: psycopg.Connection, brand: str | None, limit: int
-) -> list[tuple[str, str, str, int]]:
-    """(brand, external_id, collage_url, photo count) of the latest collage_ready SKUs."""
+) -> list[tuple[str, str, str, list[str]]]:
+    """(brand, external_id, collage_url, stored original URLs) of the latest collage_ready
+    SKUs."""
     sql = (
-        "SELECT brand, external_id, collage_url, jsonb_array_length(COALESCE(image_urls, "
-        "'[]'::jsonb)) FROM raw_products "
+        "SELECT brand, external_id, collage_url, image_urls FROM raw_products "
         "WHERE image_status = 'collage_ready' AND collage_url IS NOT NULL"
     )
     params: list[object] = []
@@ -122,7 +122,9 @@ def recent_collages(
         params.append(brand)
     sql += " ORDER BY updated_at DESC LIMIT %s"
     params.append(limit)
-    return [(str(a), str(b), str(c), int(d)) for a, b, c, d in conn.execute(sql, params).fetchall()]
+    return [(str(a), str(b), str(c), [u for u in d if isinstance(u, str)]
+             if isinstance(d, list) else [])
+            for a, b, c, d in conn.execute(sql, params).fetchall()]
 
 
 def recent_originals(

@@ -53,4 +53,5 @@ def product_collages_dimensions_match_originals(
     fetch = partial(object_store.get_bytes, object_store.get_client())
     return check_brands(context, staging_db, partial(
         collage_dimensions, fetch=fetch, key_of=object_store.key_of,
+        public_url=object_store.public_url,
     ))
