@@ -3,7 +3,7 @@
 import io
 import json
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, ClassVar
 
@@ -157,9 +157,8 @@ def test_catalog_last_batch_error_rate_reads_the_brands_apify_log(
     assert result.metadata["by_brand"].value["zara"]["error_rate"] == 0.4
 
 
-def test_collage_dimensions_match_the_originals(
-    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
-) -> None:
+def store_photo(resources: dict) -> Callable[[str, tuple[int, int]], str]:
+    """put(key, size): a white JPEG of that size stored public; returns its URL."""
     store = resources["object_store"].process_config_and_initialize()
     s3 = store.get_client()
 
@@ -168,6 +167,13 @@ def test_collage_dimensions_match_the_originals(
         Image.new("RGB", size, "white").save(buf, "JPEG")
         return store.put_public(s3, key, buf.getvalue())
 
+    return put
+
+
+def test_collage_dimensions_match_the_originals(
+    staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
+) -> None:
+    put = store_photo(resources)
     put(original_key("zara", "9-1", 1), (100, 200))
     put(original_key("zara", "9-1", 2), (50, 100))  # scaled up to 100x200
     url = put(collage_key("zara", "9-1"), (200, 200))
@@ -184,14 +190,7 @@ def test_collage_dimensions_read_the_originals_behind_the_stored_urls(
     staging: psycopg.Connection, resources: dict, instance: dg.DagsterInstance
 ) -> None:
     """An SKU adopted from the old servers keeps its originals under the item-id keys."""
-    store = resources["object_store"].process_config_and_initialize()
-    s3 = store.get_client()
-
-    def put(key: str, size: tuple[int, int]) -> str:
-        buf = io.BytesIO()
-        Image.new("RGB", size, "white").save(buf, "JPEG")
-        return store.put_public(s3, key, buf.getvalue())
-
+    put = store_photo(resources)
     originals = [put(original_key("zara", "7", 1), (100, 300)),
                  put(original_key("zara", "7", 2), (100, 300))]
     url = put(collage_key("zara", "7-2"), (200, 300))
