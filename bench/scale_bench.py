@@ -320,6 +320,28 @@ def put_catalog(apify_url: str, items: list[dict[str, Any]]) -> None:
     r.raise_for_status()
 
 
+def make_catalog(n_skus: int, cdn_base_url: str, apify_url: str,
+                 day2: tuple[float, float] | None = None) -> tuple[list[list[str]], int, int, int]:
+    """Build the brand's catalog (the next day's with `day2` = (changed, gone)), send it to
+    the Apify emulator; return (photo URLs per SKU, items, SKUs changed, SKUs gone)."""
+    items = build_catalog(n_skus, cdn_base_url)
+    n_changed = n_gone = 0
+    if day2 is not None:
+        items, n_changed, n_gone = next_day(items, *day2)
+    put_catalog(apify_url, items)
+    return photo_urls(items), len(items), n_changed, n_gone
+
+
+def catalog_elsewhere(*args: Any) -> tuple[list[list[str]], int, int, int]:
+    """`make_catalog` in a child process: the bench process is the run worker, whose memory
+    is measured, so it must not hold the brand's catalog (tens of MB at 10,000 SKUs)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as child:
+        return child.submit(make_catalog, *args).result()
+
+
 # --- bounds measured outside Dagster ----------------------------------------------------
 
 def photo_urls(items: list[dict[str, Any]]) -> list[list[str]]:
@@ -830,10 +852,9 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
         from unde_dagster.resources.collage import CollageMaker
         from unde_local.emulators import DEFAULT_CDN_BASE_URL
         t0 = time.monotonic()
-        items = build_catalog(n_skus, DEFAULT_CDN_BASE_URL)
-        put_catalog(env["APIFY_API_URL"], items)
-        skus_photos = photo_urls(items)
-        print(f"  catalog: {len(items)} items, {len(skus_photos)} colour SKUs, "
+        skus_photos, n_items, _, _ = catalog_elsewhere(
+            n_skus, DEFAULT_CDN_BASE_URL, env["APIFY_API_URL"])
+        print(f"  catalog: {n_items} items, {len(skus_photos)} colour SKUs, "
               f"{sum(map(len, skus_photos))} photos, built and sent in "
               f"{time.monotonic() - t0:.1f} s", flush=True)
         fetch_s, sample = measure_fetch(env["PROXY_URL"], skus_photos)
@@ -862,8 +883,8 @@ def bench_size(n_skus: int, args: argparse.Namespace) -> dict[str, Any]:
             print_run(full, bounds)
             runs.append(full)
             if args.incremental:
-                day2, n_changed, n_gone = next_day(items, args.changed, args.gone)
-                put_catalog(env["APIFY_API_URL"], day2)
+                _, _, n_changed, n_gone = catalog_elsewhere(
+                    n_skus, DEFAULT_CDN_BASE_URL, env["APIFY_API_URL"], (args.changed, args.gone))
                 label = (f"incremental run (next day: {n_changed} SKUs' photos changed, "
                          f"{n_gone} gone)")
                 inc = run_pipeline(label, n_skus, instance, env, sampler)
