@@ -175,6 +175,37 @@ def test_truncated_jpeg(fraction: float) -> None:
     assert reason_of(cut) == "truncated"
 
 
+def _full_decode_fails(data: bytes) -> bool:
+    """Pillow's own full-resolution decode, the reference the validator's DCT-scaled
+    decode must agree with."""
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+    except Exception:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("progressive", [False, True], ids=["baseline", "progressive"])
+def test_a_cut_jpeg_is_rejected_wherever_a_full_decode_fails(progressive: bool) -> None:
+    photo = Image.effect_noise((640, 960), 48).convert("RGB")
+    buf = io.BytesIO()
+    photo.save(buf, format="JPEG", quality=90, progressive=progressive)
+    data = buf.getvalue()
+    disagree = []
+    for i in range(1, 200):
+        cut = data[: len(data) * i // 200]
+        try:
+            validate_photo(cut)
+            rejected = False
+        except PhotoError:
+            rejected = True
+        if rejected != _full_decode_fails(cut):
+            disagree.append(i / 2)
+    assert disagree == [], f"validator and full decode disagree at cuts of {disagree}%"
+    assert validate_photo(data).width == 640
+
+
 def test_truncated_header_is_not_image_or_corrupt() -> None:
     data = make_image("RGB")
     assert reason_of(data[:40]) in ("not_image", "truncated", "corrupt")
