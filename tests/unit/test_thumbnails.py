@@ -21,6 +21,7 @@ from tests.unit.test_originals_validate import (
 from tests.unit.test_outage_classification import client_error
 from unde_dagster.collages import stage as collage_stage
 from unde_dagster.originals import stage as originals_stage
+from unde_dagster.originals import validate_photo, validate_with_preview
 from unde_dagster.outages import ServiceOutage
 from unde_dagster.storage import collage_key, original_key, thumbnail_key
 from unde_dagster.storage.thumbnails import (
@@ -172,6 +173,30 @@ def test_an_exif_rotated_photo_comes_out_upright(orient: int) -> None:
     # the same turn as ImageOps.exif_transpose
     with Image.open(io.BytesIO(body)) as src:
         assert ImageOps.exif_transpose(src).size == SIZE
+
+
+@pytest.mark.parametrize("kind", [*sorted(ODD_VALID), "large_jpeg", "large_progressive"])
+def test_the_validating_decode_gives_the_same_preview(kind: str) -> None:
+    """The downloader's preview, made from the decode that validated the photo, is the one
+    the stage would make from the bytes, byte for byte."""
+    if kind.startswith("large"):
+        body = _jpeg(quadrants((1920, 2880)), progressive=kind.endswith("progressive"))
+    else:
+        body = odd_body(kind, quadrants())
+    info, preview = validate_with_preview(body)
+    assert info == validate_photo(body)
+    assert preview is not None
+    assert preview == original_thumbnail(body)
+
+
+def test_a_preview_that_fails_leaves_the_photo_valid(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*_args: object, **_kw: object) -> bytes:
+        raise MemoryError("no room for the preview")
+
+    monkeypatch.setattr("unde_dagster.originals.validate.finish_preview", broken)
+    body = _jpeg(quadrants((1920, 2880)))
+    info, preview = validate_with_preview(body)
+    assert (info.width, info.height, preview) == (1920, 2880, None)
 
 
 @pytest.mark.parametrize("kind", sorted(ODD_VALID))

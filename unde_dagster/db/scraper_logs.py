@@ -35,11 +35,12 @@ class BatchLog:
     error_message: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     crashed: bool = False
-    _t0: float = field(default_factory=time.monotonic, repr=False)
+    started_monotonic: float = field(default_factory=time.monotonic, repr=False)
+    """The batch's start on the monotonic clock, which `duration_s` counts from."""
 
     @property
     def duration_s(self) -> float:
-        return time.monotonic() - self._t0
+        return time.monotonic() - self.started_monotonic
 
     @property
     def status(self) -> str:

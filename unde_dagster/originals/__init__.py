@@ -24,6 +24,7 @@ from unde_dagster.originals.validate import (
     PhotoInfo,
     ValidationSettings,
     validate_photo,
+    validate_with_preview,
 )
 
 __all__ = [
@@ -44,4 +45,5 @@ __all__ = [
     "download_skus",
     "photo_urls",
     "validate_photo",
+    "validate_with_preview",
 ]

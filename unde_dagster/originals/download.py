@@ -30,7 +30,7 @@ from unde_dagster.originals.validate import (
     PhotoError,
     PhotoInfo,
     ValidationSettings,
-    validate_photo,
+    validate_with_preview,
 )
 
 log = logging.getLogger(__name__)
@@ -68,6 +68,8 @@ class DownloadedPhoto:
     data: bytes = field(repr=False)
     info: PhotoInfo
     attempts: int
+    preview: bytes | None = field(default=None, repr=False)
+    """The photo's preview, made from the validating decode (None if it could not be)."""
 
 
 @dataclass
@@ -180,11 +182,12 @@ async def _one_photo(
 ) -> DownloadedPhoto:
     try:
         got = await fetcher.fetch(url, on_start=on_start)
-        # Full decode is CPU work (~tens of ms): keep it off the event loop.
-        info = await asyncio.to_thread(validate_photo, got.data, s.validation)
+        # The decode is CPU work (~10 ms at full size): keep it off the event loop.
+        info, preview = await asyncio.to_thread(validate_with_preview, got.data, s.validation)
     except PhotoError as err:
         raise err.for_photo(n, url) from None
-    return DownloadedPhoto(n=n, url=url, data=got.data, info=info, attempts=got.attempts)
+    return DownloadedPhoto(n=n, url=url, data=got.data, info=info, attempts=got.attempts,
+                           preview=preview)
 
 
 async def download_skus(

@@ -7,7 +7,8 @@ it is no SKU's fault, so no SKU is marked error for it, nothing more is stored, 
 recorded stay recorded and the run's other claims are given back with their attempts.
 
 Beside each original uploaded, its preview (``storage/thumbnails.py``) is stored at
-``thumbnails/{key}``, made in the uploading thread from the same bytes. A preview that
+``thumbnails/{key}``, made by the downloader from the decode that validated the photo
+(else in the uploading thread from the same bytes). A preview that
 cannot be made or is refused costs nothing but a warning; an outage is still an outage.
 """
 
@@ -151,7 +152,7 @@ def _upload_and_record(
             return
         key = original_key(brand, ext, photo.n)
         upload(key, photo.data)
-        _upload_thumbnail(upload, key, photo.data)
+        _upload_thumbnail(upload, key, photo.data, photo.preview)
         sources[str(photo.n)] = photo.url
         outcome.photos_uploaded += 1
         outcome.bytes_uploaded += len(photo.data)
@@ -179,12 +180,15 @@ def _upload_and_record(
         outcome.photos_skipped += len(result.skipped)
 
 
-def _upload_thumbnail(upload: Upload, key: str, body: bytes) -> None:
-    """Store the preview of the original ``body`` stored at ``key``. Any failure but an
-    outage (which propagates like the original's own) is logged and ignored: the SKU's
-    originals are what counts."""
+def _upload_thumbnail(
+    upload: Upload, key: str, body: bytes, preview: bytes | None = None
+) -> None:
+    """Store the preview of the original ``body`` stored at ``key``: the downloader's, made
+    from its validating decode, else one made here. Any failure but an outage (which
+    propagates like the original's own) is logged and ignored: the SKU's originals are what
+    counts."""
     try:
-        upload(thumbnail_key(key), original_thumbnail(body))
+        upload(thumbnail_key(key), preview or original_thumbnail(body))
     except Exception as exc:
         if outage_of(exc) is not None:
             raise

@@ -21,13 +21,16 @@ fails (checked at every 0.5% cut of a baseline and a progressive JPEG by the uni
 tests), but the
 inverse DCT and colour conversion work on 1/64 of the pixels: a 1920x2880 photo takes
 ~9 ms instead of ~28 (``bench/downloader_bench.py``). At the politeness bound (~70
-photos/s at full size) that CPU was what held the downloads below it. It runs off the
-event loop via ``asyncio.to_thread``.
+photos/s at full size) that CPU was what held the downloads below it. The downloader
+calls ``validate_with_preview``: the same decode, at the preview's DCT scale (1/4 for a
+1920x2880 photo), also gives the original's preview, so a photo is decoded once, not
+twice. It runs off the event loop via ``asyncio.to_thread``.
 """
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -42,6 +45,14 @@ from unde_dagster.collages.photos import (
     orientation,
     upright_size,
 )
+from unde_dagster.storage.thumbnails import (
+    ORIGINAL_BOX,
+    PreviewPlan,
+    finish_preview,
+    plan_preview,
+)
+
+log = logging.getLogger(__name__)
 
 
 class PhotoError(Exception):
@@ -102,14 +113,30 @@ def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> P
     """Return ``PhotoInfo`` for an acceptable photo, raise ``PhotoError`` otherwise.
 
     Order matters for the readability of the reason: cheap sniffing first (empty,
-    HTML), then the header (bomb, dimensions, sliver, mode, format), then the full decode.
+    HTML), then the header (bomb, dimensions, sliver, mode, format), then the decode.
     """
-    s = settings or ValidationSettings()
+    return _validate(data, settings or ValidationSettings(), with_preview=False)[0]
+
+
+def validate_with_preview(
+    data: bytes, settings: ValidationSettings | None = None
+) -> tuple[PhotoInfo, bytes | None]:
+    """``validate_photo`` and the photo's preview (``storage/thumbnails.py``) from the same
+    decode: a JPEG is decoded once, at the preview's DCT scale, instead of once to validate
+    and once more to preview. The preview is None when it cannot be made (the photo itself
+    is valid; the stage then makes it from the bytes, or warns)."""
+    return _validate(data, settings or ValidationSettings(), with_preview=True)
+
+
+def _validate(
+    data: bytes, s: ValidationSettings, *, with_preview: bool
+) -> tuple[PhotoInfo, bytes | None]:
     if not data:
         raise PhotoError("zero_bytes", "empty body (0 bytes)")
     if looks_like_html(data):
         snippet = data[:60].decode("utf-8", "replace").strip().replace("\n", " ")
         raise PhotoError("html_body", f"body is HTML/XML, not an image: {snippet!r}")
+    preview = None
     try:
         # Warnings as errors: Pillow warns (not raises) between MAX_IMAGE_PIXELS and 2x.
         # catch_warnings is process-global state; our own max_pixels check below is
@@ -118,9 +145,14 @@ def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> P
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(io.BytesIO(data), formats=OPEN_FORMATS) as img:
                 info = _check_header(img, data, s)
-                if isinstance(img, JpegImagePlugin.JpegImageFile):  # MPO too
+                plan = _preview_plan(img, data) if with_preview else None
+                if plan is not None:
+                    plan.draft(img)  # every coefficient is still read, as at 1/8
+                elif isinstance(img, JpegImagePlugin.JpegImageFile):  # MPO too
                     img.draft(None, (1, 1))
                 img.load()  # only the first frame of an animated GIF/WebP, as the collage
+                if plan is not None:
+                    preview = _finish_preview(img, plan)
     except PhotoError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -141,7 +173,23 @@ def validate_photo(data: bytes, settings: ValidationSettings | None = None) -> P
     except (SyntaxError, ValueError, EOFError, IndexError) as exc:
         # Pillow plugins signal broken headers with these.
         raise PhotoError("corrupt", f"image does not decode: {exc}") from exc
-    return info
+    return info, preview
+
+
+def _preview_plan(img: ImageFile.ImageFile, data: bytes) -> PreviewPlan | None:
+    try:
+        return plan_preview(img, data, max_width=ORIGINAL_BOX, max_height=ORIGINAL_BOX)
+    except Exception as exc:  # the photo is judged by the validator, not by its preview
+        log.info("no preview from the validating decode: %s: %s", type(exc).__name__, exc)
+        return None
+
+
+def _finish_preview(img: Image.Image, plan: PreviewPlan) -> bytes | None:
+    try:
+        return finish_preview(img, plan)
+    except Exception as exc:
+        log.info("no preview from the validating decode: %s: %s", type(exc).__name__, exc)
+        return None
 
 
 def _other_format(data: bytes) -> str | None:

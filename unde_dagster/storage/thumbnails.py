@@ -19,6 +19,7 @@ the preview differs by ~0.5 levels of 255 on average (max ~7), for 1/4 of the CP
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from io import BytesIO
 
 from PIL import Image
@@ -66,6 +67,45 @@ def thumbnail_size(
     return tw, th
 
 
+@dataclass(frozen=True)
+class PreviewPlan:
+    """What a preview of an opened (not yet loaded) photo will be: its EXIF orientation,
+    and its size before the turn to upright, which is also what the JPEG draft aims at."""
+
+    orientation: int
+    stored: tuple[int, int]
+
+    def draft(self, img: Image.Image) -> None:
+        """Decode a JPEG at the smallest DCT scale still covering the preview (must be called
+        before ``load``; other formats ignore it)."""
+        if self.stored != img.size:
+            img.draft(None, (int(self.stored[0] * DRAFT_GAP), int(self.stored[1] * DRAFT_GAP)))
+
+
+def plan_preview(
+    img: Image.Image, body: bytes, *, max_width: int | None, max_height: int
+) -> PreviewPlan:
+    """The plan for the preview of ``img``, opened from ``body`` and not loaded yet."""
+    if img.mode not in PHOTO_MODES:
+        raise ValueError(f"colour mode {img.mode} is not supported")
+    orient = orientation(img, body)
+    target = thumbnail_size(
+        upright_size(img.size, orient), max_width=max_width, max_height=max_height
+    )
+    return PreviewPlan(orient, upright_size(target, orient))
+
+
+def finish_preview(img: Image.Image, plan: PreviewPlan) -> bytes:
+    """The JPEG preview of ``img``, loaded after ``plan.draft``."""
+    small = to_pasteable(img)  # RGB, L or a mode with alpha
+    if small.size != plan.stored:
+        small = small.resize(plan.stored, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
+    rgb = _flatten(upright(small, plan.orientation))
+    buf = BytesIO()
+    rgb.save(buf, format="JPEG", quality=QUALITY)
+    return buf.getvalue()
+
+
 def thumbnail(body: bytes, *, max_width: int | None, max_height: int) -> bytes:
     """The JPEG preview of the photo ``body`` (any encoding the stages accept).
 
@@ -73,24 +113,10 @@ def thumbnail(body: bytes, *, max_width: int | None, max_height: int) -> bytes:
     (``UnidentifiedImageError``, ``OSError`` ...) for bytes that are no readable image.
     """
     with Image.open(BytesIO(body), formats=OPEN_FORMATS) as img:
-        if img.mode not in PHOTO_MODES:
-            raise ValueError(f"colour mode {img.mode} is not supported")
-        orient = orientation(img, body)
-        target = thumbnail_size(
-            upright_size(img.size, orient), max_width=max_width, max_height=max_height
-        )
-        stored = upright_size(target, orient)  # the target before the turn to upright
-        if stored != img.size:
-            img.draft(None, (int(stored[0] * DRAFT_GAP), int(stored[1] * DRAFT_GAP)))
+        plan = plan_preview(img, body, max_width=max_width, max_height=max_height)
+        plan.draft(img)
         img.load()
-        small = to_pasteable(img)  # RGB, L or a mode with alpha
-        if small.size != stored:
-            small = small.resize(stored, Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
-        small = upright(small, orient)
-        rgb = _flatten(small)
-    buf = BytesIO()
-    rgb.save(buf, format="JPEG", quality=QUALITY)
-    return buf.getvalue()
+        return finish_preview(img, plan)
 
 
 def original_thumbnail(body: bytes) -> bytes:

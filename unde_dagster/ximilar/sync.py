@@ -218,7 +218,8 @@ def batch_logger(conn: psycopg.Connection, run_id: str, *, retry: bool
     """One `scraper_logs` row per batch (`ximilar_sync` / `ximilar_retry`)."""
     def write(batch: BatchReport) -> None:
         entry = BatchLog(scraper_name=RETRY_LOG if retry else SYNC_LOG, run_id=run_id,
-                         started_at=batch.started_at, _t0=batch.started)
+                         started_at=batch.started_at,
+                         started_monotonic=batch.started)
         entry.fetched, entry.new = batch.skus, batch.synced + batch.removed
         entry.updated, entry.errors = batch.partial, batch.errors
         entry.error_message, entry.crashed = batch.error_message, batch.crashed
