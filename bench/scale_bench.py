@@ -134,6 +134,13 @@ def _status(pid: int) -> dict[str, int]:
     return out
 
 
+def _title(pid: int) -> str:
+    with contextlib.suppress(OSError):
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return " ".join(a.decode(errors="replace") for a in argv if a)[:70]
+    return ""
+
+
 TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
@@ -178,6 +185,7 @@ class Group:
     peak_sum_anon: int = 0  # kB, sum of RssAnon at one sample (shared memory counted once)
     peak_shmem: int = 0
     peak_anon_one: int = 0  # kB, the largest RssAnon (private memory) of one process
+    peak_anon_who: str = ""  # that process's title (PostgreSQL names the backend's job)
     cpu_first: dict[int, float] = field(default_factory=dict)  # utime+stime s, first seen
     cpu_last: dict[int, float] = field(default_factory=dict)
 
@@ -196,6 +204,7 @@ class MemorySampler(threading.Thread):
         self.groups: dict[str, Group] = defaultdict(Group)
         self._halt = threading.Event()
         self.worker_rss: list[tuple[float, int]] = []  # (epoch s, VmRSS kB) of this process
+        self.cpu_series: list[tuple[float, dict[str, float]]] = []  # (epoch s, CPU s per group)
         self._samples = 0
         self._lock = threading.Lock()
 
@@ -232,8 +241,17 @@ class MemorySampler(threading.Thread):
         """Peak VmRSS (kB) of the run worker (this process) sampled within [start, end]."""
         return max((kb for t, kb in self.worker_rss if start <= t <= end), default=0)
 
+    def cpu_between(self, start: float, end: float) -> dict[str, float]:
+        """CPU seconds each group used between the samples nearest to [start, end]."""
+        inside = [c for t, c in self.cpu_series if start - self.every_s <= t <= end + self.every_s]
+        if len(inside) < 2:
+            return {}
+        first, last = inside[0], inside[-1]
+        return {name: last[name] - first.get(name, 0.0) for name in last}
+
     def _sample(self) -> None:
-        self.worker_rss.append((time.time(), _status(os.getpid()).get("VmRSS", 0)))
+        now = time.time()
+        self.worker_rss.append((now, _status(os.getpid()).get("VmRSS", 0)))
         for name, pids in self.groups_now().items():
             g = self.groups[name]
             total_rss = total_anon = shmem = 0
@@ -250,11 +268,14 @@ class MemorySampler(threading.Thread):
                 g.peak_per_pid[pid] = max(g.peak_per_pid.get(pid, 0), st.get("VmHWM", 0))
                 total_rss += st.get("VmRSS", 0)
                 total_anon += st.get("RssAnon", 0)
-                g.peak_anon_one = max(g.peak_anon_one, st.get("RssAnon", 0))
+                if st.get("RssAnon", 0) > g.peak_anon_one:
+                    g.peak_anon_one = st["RssAnon"]
+                    g.peak_anon_who = _title(pid)
                 shmem = max(shmem, st.get("RssShmem", 0))
             g.peak_sum_rss = max(g.peak_sum_rss, total_rss)
             g.peak_sum_anon = max(g.peak_sum_anon, total_anon + shmem)
             g.peak_shmem = max(g.peak_shmem, shmem)
+        self.cpu_series.append((now, {name: g.cpu_s for name, g in self.groups.items()}))
 
     def run(self) -> None:
         while not self._halt.wait(self.every_s):
@@ -351,22 +372,27 @@ def photo_urls(items: list[dict[str, Any]]) -> list[list[str]]:
 
 def measure_fetch(proxy_url: str, skus: list[list[str]], n_skus: int = 12
                   ) -> tuple[float, list[list[bytes]]]:
-    """Mean time of one photo request through the proxy (sequential), and the bytes."""
+    """Mean time of one photo request through the proxy (sequential), and the bytes.
+
+    Timed on a second pass: the first one makes the emulator draw its photo pool (cached on
+    disk after the first bench on a machine), which the run mostly does not pay for."""
     import requests
 
     session = requests.Session()
     session.proxies = {"http": proxy_url, "https": proxy_url}
     times, photos = [], []
-    for urls in skus[:n_skus]:
-        sku = []
-        for url in urls:
-            t0 = time.perf_counter()
-            r = session.get(url, timeout=60)
-            times.append(time.perf_counter() - t0)
-            r.raise_for_status()
-            sku.append(r.content)
-        photos.append(sku)
-    return statistics.fmean(times[len(times) // 4:]), photos  # first ones build the pool
+    for timed in (False, True):
+        for urls in skus[:n_skus]:
+            sku = []
+            for url in urls:
+                t0 = time.perf_counter()
+                r = session.get(url, timeout=60)
+                if timed:
+                    times.append(time.perf_counter() - t0)
+                r.raise_for_status()
+                sku.append(r.content)
+            photos.append(sku)
+    return statistics.fmean(times), photos[len(photos) // 2:]
 
 
 def measure_s3(env: dict[str, str], photo: bytes, n: int = 30) -> tuple[float, float]:
@@ -500,6 +526,7 @@ class RunFigures:
     ximilar_skus: int = 0
     cpu: dict[str, float] = field(default_factory=dict)
     step_worker_kb: dict[str, int] = field(default_factory=dict)  # peak run-worker RSS
+    step_cpu: dict[str, dict[str, float]] = field(default_factory=dict)  # CPU s per group
 
     @property
     def event_rows(self) -> int:
@@ -536,6 +563,7 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
     steps: dict[str, float] = {}
     starts: dict[str, float] = {}
     step_worker_kb: dict[str, int] = {}
+    step_cpu: dict[str, dict[str, float]] = {}
     for entry in instance.all_logs(run_id):
         ev = entry.dagster_event
         if ev is None or not ev.step_key:
@@ -546,6 +574,7 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
             steps[ev.step_key] = entry.timestamp - starts[ev.step_key]
             step_worker_kb[ev.step_key] = sampler.worker_peak(starts[ev.step_key],
                                                               entry.timestamp)
+            step_cpu[ev.step_key] = sampler.cpu_between(starts[ev.step_key], entry.timestamp)
 
     with psycopg.connect(env["STAGING_DB_URL"], autocommit=True) as conn:
         logs: dict[str, dict[str, float]] = {}
@@ -587,7 +616,7 @@ def run_pipeline(label: str, n_skus: int, instance: Any, env: dict[str, str],
     del dg
     return RunFigures(label, n_skus, wall, result.success, run_id, steps, logs, claims,
                       releases, [tuple(e) for e in events], status, scans, statements,
-                      ximilar_skus, cpu, step_worker_kb)
+                      ximilar_skus, cpu, step_worker_kb, step_cpu)
 
 
 # --- EXPLAIN of the claim query with the whole brand queued -----------------------------
@@ -785,6 +814,20 @@ def print_run(r: RunFigures, bounds: Bounds) -> None:
                   f"max {max(ms):.1f} (release_expired inside: mean "
                   f"{statistics.fmean(rel) if rel else 0:.1f} ms); empty claim "
                   f"{statistics.fmean(empty) if empty else 0:.1f} ms")
+    print(f"  CPU per SKU of each step (ms, all processes; the {os.cpu_count()} cores' ceiling "
+          "is cores / the sum, SKUs/s, whatever the bound):")
+    for step, stage in STAGES:
+        cpu, skus = r.step_cpu.get(step), int(r.logs.get(stage, {}).get("fetched", 0))
+        if stage == "catalog":
+            skus = r.skus
+        if not cpu or not skus:
+            continue
+        total = sum(cpu.values())
+        parts = ", ".join(f"{name.split(' (')[0]} {1000 * v / skus:.1f}"
+                          for name, v in cpu.items() if v >= 0.05)
+        ceiling = (os.cpu_count() or 1) * skus / total if total else 0.0
+        print(f"    {stage:<10} {1000 * total / skus:7.1f} ms/SKU -> ceiling {ceiling:7.1f} "
+              f"SKUs/s  ({parts})")
     if r.cpu:
         print("  CPU during the run (utime+stime from /proc, s; % of one core over the wall):")
         for name, secs in r.cpu.items():
@@ -815,6 +858,8 @@ def print_memory(sampler: MemorySampler) -> dict[str, tuple[int, int]]:
         print(f"  {name:<56}{len(g.peak_per_pid):>6}{fmt_mb(biggest):>11}"
               f"{fmt_mb(g.peak_sum_rss):>9}{fmt_mb(g.peak_sum_anon):>13}"
               f"{fmt_mb(g.peak_anon_one):>11}  [{comms}]")
+        if g.peak_anon_who:
+            print(f"  {'':<56}largest private memory: {g.peak_anon_who}")
         out[name] = (biggest, g.peak_sum_rss, g.peak_anon_one)
     return out
 
