@@ -32,6 +32,11 @@ from unde_local.control_plane import ControlPlane
 from unde_local.dagster_services import PROJECT_DIR
 from unde_local.stack import LocalStack, StackSettings
 
+# pytest-timeout counts a test's setup too, and the first deploy test carries the session
+# fixture's: images built from debootstrap, three engines and the control plane up. On a cold
+# 2-core machine that is ~9 min (images 287 s, engines 34 s, control plane 216 s), past the
+# suite's 600 s. Each test still waits on its own deadlines; this is the backstop.
+DEPLOY_TIMEOUT_S = 1800
 pytestmark = pytest.mark.deploy
 ARTIFACTS = PROJECT_DIR / "test-artifacts" / "deploy"
 IN_CONTAINER_TLS = "/etc/dagster/docker-tls"

@@ -11,12 +11,12 @@ import boto3
 import pytest
 from dagster_graphql.client.query import LAUNCH_PARTITION_BACKFILL_MUTATION
 
-from tests.deploy.conftest import FINISHED, Deployment
+from tests.deploy.conftest import DEPLOY_TIMEOUT_S, FINISHED, Deployment
 from tests.integration.image_stage_helpers import small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
 from unde_deploy.executor import STEP_KEY_LABEL
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(DEPLOY_TIMEOUT_S)]
 
 ASSETS = ["raw_products", "product_originals", "product_collages", "ximilar_index"]
 BRANDS = ["zara", "bershka"]

@@ -14,13 +14,13 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.deploy.conftest import FINISHED, Deployment
+from tests.deploy.conftest import DEPLOY_TIMEOUT_S, FINISHED, Deployment
 from tests.integration.image_stage_helpers import cdn, photo_requests, small_catalog, warm_photos
 from unde_dagster.db.claims import status_counts
 from unde_dagster.db.migrate import load_migrations
 from unde_local import engines as eng
 
-pytestmark = pytest.mark.deploy
+pytestmark = [pytest.mark.deploy, pytest.mark.timeout(DEPLOY_TIMEOUT_S)]
 
 TERMINATE = """
 mutation($id: String!) { terminateRun(runId: $id) { __typename
