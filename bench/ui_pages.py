@@ -42,6 +42,11 @@ class PageTiming:
     warm_s: list[float]
     slowest_queries: list[tuple[str, float]] = field(default_factory=list)
     """(GraphQL operation, ms from request to response end) of the first cold load."""
+    first_query_s: float = 0.0
+    """When the first cold load sent its first GraphQL request, s after navigation: until
+    then the browser only loads and runs the UI's scripts, none of the server's work."""
+    main_thread_s: float = 0.0
+    """The renderer's main thread busy during the first cold load (CDP TaskDuration)."""
 
     @property
     def warm_median_s(self) -> float:
@@ -107,18 +112,22 @@ def time_pages(env: dict[str, str], run_dir: Path, brand: str, newest_run_id: st
                                           [time.monotonic() - start], [0.0]))
                 context.close()
                 for name, url, ready in checks:
-                    colds, queries = [], []
+                    colds, queries, boot = [], [], (0.0, 0.0)
                     for _ in range(cold_rounds):  # each in a fresh context: nothing cached
                         context = browser.new_context(viewport=VIEWPORT)
                         context.set_default_timeout(TIMEOUT_MS)
                         context.add_init_script(DISMISS_COMMUNITY_PROMPT)
                         page = context.new_page()
-                        if not queries:
+                        first = not queries
+                        if first:
                             page.on("requestfinished", lambda r, q=queries: q.append(r))
+                            busy = MainThreadBusy(context.new_cdp_session(page))
                         start = time.monotonic()
                         page.goto(url)
                         ready(page)
                         colds.append(time.monotonic() - start)
+                        if first:
+                            boot = (page.evaluate(FIRST_GRAPHQL_MS) / 1000, busy.seconds())
                         context.close()
                     slowest = graphql_timings(queries)
                     context = browser.new_context(viewport=VIEWPORT)
@@ -137,7 +146,7 @@ def time_pages(env: dict[str, str], run_dir: Path, brand: str, newest_run_id: st
                     shot = "bench_" + name.split()[0].replace("_", "-") + ".png"
                     page.screenshot(path=str(ARTIFACTS / shot))
                     context.close()
-                    timings.append(PageTiming(name, url, colds, loads, slowest))
+                    timings.append(PageTiming(name, url, colds, loads, slowest, *boot))
             finally:
                 browser.close()
         webserver = services.pid("webserver")
@@ -145,6 +154,26 @@ def time_pages(env: dict[str, str], run_dir: Path, brand: str, newest_run_id: st
     finally:
         services.stop()
     return UiFigures(timings, peaks)
+
+
+FIRST_GRAPHQL_MS = """Math.min(...performance.getEntriesByType('resource')
+    .filter(e => e.name.includes('/graphql')).map(e => e.startTime))"""
+
+
+class MainThreadBusy:
+    """The renderer main thread's busy time from here on (Chrome DevTools Protocol)."""
+
+    def __init__(self, cdp: Any) -> None:
+        self.cdp = cdp
+        cdp.send("Performance.enable")
+        self.start = self._task_s()
+
+    def _task_s(self) -> float:
+        metrics = self.cdp.send("Performance.getMetrics")["metrics"]
+        return next(m["value"] for m in metrics if m["name"] == "TaskDuration")
+
+    def seconds(self) -> float:
+        return self._task_s() - self.start
 
 
 def graphql_timings(requests: list[Any], top: int = 5) -> list[tuple[str, float]]:
@@ -169,6 +198,9 @@ def print_ui(figures: UiFigures) -> None:
         print(f"    {t.name:<34} cold median {t.cold_median_s:5.2f} s of "
               f"{', '.join(f'{c:.2f}' for c in t.cold_s)} (fresh browser contexts), warm "
               f"median {t.warm_median_s:5.2f} s (max {max(t.warm_s):.2f}) {verdict}")
+        print(f"      first cold load: first GraphQL request {t.first_query_s:.2f} s after "
+              f"navigation (until then the browser loads and runs the UI's scripts), renderer "
+              f"main thread busy {t.main_thread_s:.2f} s")
         print("      slowest GraphQL answers of the first cold load: "
               + ", ".join(f"{op} {ms:.0f} ms" for op, ms in t.slowest_queries))
     print("  peak RSS (MiB) of the webserver and its code server after these pages:")
