@@ -18,9 +18,9 @@ passes it. ``load()`` decodes the data and raises on truncation. A JPEG is decod
 its smallest DCT scale (``Image.draft``, 1/8 of each side): libjpeg still reads every
 Huffman-coded coefficient of every scan, so a cut body fails exactly where a full decode
 fails (checked at every 0.5% cut of a baseline and a progressive JPEG by the unit
-tests), but the
-inverse DCT and colour conversion work on 1/64 of the pixels: a 1920x2880 photo takes
-~9 ms instead of ~28 (``bench/downloader_bench.py``). At the politeness bound (~70
+tests), but the inverse DCT and colour conversion work on 1/64 of the pixels: a
+1920x2880 photo takes ~7 ms of CPU instead of ~22 (``bench/downloader_bench.py``,
+2-core machine). At the politeness bound (~70
 photos/s at full size) that CPU was what held the downloads below it. The downloader
 calls ``validate_with_preview``: the same decode, at the preview's DCT scale (1/4 for a
 1920x2880 photo), also gives the original's preview, so a photo is decoded once, not
