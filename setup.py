@@ -49,6 +49,7 @@ setup(
             "responses>=0.25",
             "pytest>=8",
             "pytest-timeout>=2.3",
+            "pytest-xdist>=3.6",
             "playwright==1.65.*",
             "ruff>=0.8",
         ],

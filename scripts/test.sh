@@ -8,4 +8,9 @@ bash scripts/setup.sh
 # The definitions load as a dg project, with no environment variable set.
 env -i PATH="$PWD/.venv/bin:/usr/bin:/bin" HOME="${HOME:-/tmp}" VIRTUAL_ENV="$PWD/.venv" \
   bash -c 'dg check defs && dg list defs >/dev/null'
-exec .venv/bin/pytest "$@"
+# Two workers: the suite mostly waits (runs, containers, the browser), so the Docker
+# deployment's tests run beside the rest. One server's databases (DATABASE_URL) are shared
+# by every stack, so with one given the tests run in one process.
+workers=2
+if [ -n "${DATABASE_URL:-}" ]; then workers=0; fi
+exec .venv/bin/pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=15 "$@"

@@ -27,6 +27,22 @@ STAGING_TABLES = (
 PRODUCTION_TABLES = ("catalog_products", "model_library")
 
 
+# Tests that share a costly session or package fixture run on one pytest-xdist worker
+# (`scripts/test.sh` runs two, `--dist loadgroup`): one Docker deployment, one Dagster
+# webserver and daemon. The deployment (~13 min cold) goes first, so the rest of the suite
+# runs beside it on the other worker.
+SHARED_FIXTURE_GROUPS = ("deploy", "e2e")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        for group in SHARED_FIXTURE_GROUPS:
+            if item.get_closest_marker(group):
+                item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: item.get_closest_marker("deploy") is None)
+
+
 @pytest.fixture(scope="session")
 def stack() -> Iterator[LocalStack]:
     root = Path(tempfile.mkdtemp(prefix="unde-test-"))
