@@ -85,6 +85,24 @@ recipe_hash() {
   { echo "$SUITE $BASE_PACKAGES ${BASE_PIP[*]}"; declare -f build_base; } | sha256sum | cut -c1-16
 }
 
+# A mirror answers now and then with a Release file whose signature does not check (seen
+# once on this machine kind: "Invalid Release signature", good a minute later) or drops a
+# package download; debootstrap then fails as a whole. Start again from an empty rootfs.
+debootstrap_retrying() {
+  local attempt
+  for attempt in 1 2 3; do
+    if debootstrap "$@"; then return 0; fi
+    unmount_rootfs
+    rm -rf --one-file-system "$ROOTFS"
+    if [ "$attempt" -lt 3 ]; then
+      log "base: debootstrap failed (attempt $attempt of 3), again in $((attempt * 20)) s"
+      sleep $((attempt * 20))
+    fi
+  done
+  echo "debootstrap from $MIRROR failed 3 times" >&2
+  return 1
+}
+
 build_base() {
   local hash="$1" pyver
   if [ "$(id -u)" -ne 0 ]; then
@@ -102,7 +120,7 @@ build_base() {
   rm -rf "$WORK/base-wheels"
   python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$WORK/base-wheels" "${BASE_PIP[@]}"
 
-  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR"
+  debootstrap_retrying --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR"
 
   # Keep later apt-get installs slim and cache-free, as Debian's own container images do.
   cat > "$ROOTFS/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
