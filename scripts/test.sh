@@ -13,4 +13,4 @@ env -i PATH="$PWD/.venv/bin:/usr/bin:/bin" HOME="${HOME:-/tmp}" VIRTUAL_ENV="$PW
 # by every stack, so with one given the tests run in one process.
 workers=2
 if [ -n "${DATABASE_URL:-}" ]; then workers=0; fi
-exec .venv/bin/pytest -n "$workers" --dist loadgroup --no-loadscope-reorder --durations=15 "$@"
+exec .venv/bin/pytest -n "$workers" --dist loadfile --no-loadscope-reorder --durations=15 "$@"

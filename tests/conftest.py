@@ -16,6 +16,7 @@ from typing import Any
 import dagster as dg
 import psycopg
 import pytest
+from xdist.scheduler import LoadFileScheduling
 
 from unde_dagster.defs.resources import resources_from_env
 from unde_local.stack import LocalStack, StackSettings, database_url_from_env
@@ -27,20 +28,30 @@ STAGING_TABLES = (
 PRODUCTION_TABLES = ("catalog_products", "model_library")
 
 
-# Tests that share a costly session or package fixture run on one pytest-xdist worker
-# (`scripts/test.sh` runs two, `--dist loadgroup`): one Docker deployment, one Dagster
-# webserver and daemon. The deployment (~13 min cold) goes first, so the rest of the suite
-# runs beside it on the other worker.
-SHARED_FIXTURE_GROUPS = ("deploy", "e2e")
+# `scripts/test.sh` runs two pytest-xdist workers with `--dist loadfile`: each file runs
+# whole on one worker, in order. The folders whose tests share a costly session or package
+# fixture (one Docker deployment; one Dagster webserver and daemon) are one unit each, and
+# the deployment (~13 min cold) is collected first, so the rest runs beside it. (xdist's
+# own `loadgroup` does not group on pytest 9.2: it renames `item._nodeid`, which 9.2 no
+# longer reads.)
+SHARED_FIXTURE_FOLDERS = ("tests/deploy/", "tests/e2e/")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the group marks
+class SharedFixtureFileScheduling(LoadFileScheduling):
+    def _split_scope(self, nodeid: str) -> str:
+        path = nodeid.split("::", 1)[0]
+        return next((f for f in SHARED_FIXTURE_FOLDERS if path.startswith(f)), path)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadFileScheduling | None:
+    if config.getvalue("dist") != "loadfile":
+        return None
+    return SharedFixtureFileScheduling(config, log)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        for group in SHARED_FIXTURE_GROUPS:
-            if item.get_closest_marker(group):
-                item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: item.get_closest_marker("deploy") is None)
+    items.sort(key=lambda item: not item.nodeid.startswith(SHARED_FIXTURE_FOLDERS[0]))
 
 
 @pytest.fixture(scope="session")

@@ -71,6 +71,15 @@ now() { date +%s.%N; }
 elapsed() { python3 -c "import sys; print(f'{float(sys.argv[2]) - float(sys.argv[1]):.1f}s')" "$1" "$(now)"; }
 TIMES=()
 
+# One build at a time per work folder: two at once share its rootfs and wheelhouse (two
+# debootstraps into one rootfs fail as "Invalid Release signature"). A second waits.
+mkdir -p "$WORK"
+exec 9>"$WORK/.lock"
+if ! flock -n 9; then
+  log "another build.sh is using $WORK: waiting for it"
+  flock 9
+fi
+
 ROOTFS="$WORK/rootfs"
 # Unmount whatever debootstrap or we left mounted inside the rootfs (deepest first).
 unmount_rootfs() {
@@ -83,24 +92,6 @@ unmount_rootfs() {
 
 recipe_hash() {
   { echo "$SUITE $BASE_PACKAGES ${BASE_PIP[*]}"; declare -f build_base; } | sha256sum | cut -c1-16
-}
-
-# A mirror answers now and then with a Release file whose signature does not check (seen
-# once on this machine kind: "Invalid Release signature", good a minute later) or drops a
-# package download; debootstrap then fails as a whole. Start again from an empty rootfs.
-debootstrap_retrying() {
-  local attempt
-  for attempt in 1 2 3; do
-    if debootstrap "$@"; then return 0; fi
-    unmount_rootfs
-    rm -rf --one-file-system "$ROOTFS"
-    if [ "$attempt" -lt 3 ]; then
-      log "base: debootstrap failed (attempt $attempt of 3), again in $((attempt * 20)) s"
-      sleep $((attempt * 20))
-    fi
-  done
-  echo "debootstrap from $MIRROR failed 3 times" >&2
-  return 1
 }
 
 build_base() {
@@ -120,7 +111,7 @@ build_base() {
   rm -rf "$WORK/base-wheels"
   python3 -m pip download --quiet --no-deps --only-binary=:all: -d "$WORK/base-wheels" "${BASE_PIP[@]}"
 
-  debootstrap_retrying --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR"
+  debootstrap --variant=minbase --include="$BASE_PACKAGES" "$SUITE" "$ROOTFS" "$MIRROR"
 
   # Keep later apt-get installs slim and cache-free, as Debian's own container images do.
   cat > "$ROOTFS/etc/dpkg/dpkg.cfg.d/docker-slim" <<'EOF'
@@ -280,7 +271,7 @@ if ! port_free "$PORT"; then
   echo "port $PORT is taken: set UNDE_WHEELHOUSE_PORT to a free one (the pip layers rebuild once)" >&2
   exit 1
 fi
-python3 -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$PORT" >"$WORK/wheelhouse-http.log" 2>&1 &
+python3 -m http.server --bind 127.0.0.1 --directory "$WHEELHOUSE" "$PORT" >"$WORK/wheelhouse-http.log" 2>&1 9>&- &
 HTTP_PID=$!
 for _ in $(seq 50); do
   python3 -c 'import urllib.request, sys; urllib.request.urlopen(sys.argv[1], timeout=1)' \
