@@ -34,7 +34,8 @@ PRODUCTION_TABLES = ("catalog_products", "model_library")
 # the deployment (~13 min cold) is collected first, so the rest runs beside it. (xdist's
 # own `loadgroup` does not group on pytest 9.2: it renames `item._nodeid`, which 9.2 no
 # longer reads.)
-SHARED_FIXTURE_FOLDERS = ("tests/deploy/", "tests/e2e/")
+DEPLOY_TESTS = "tests/deploy/"
+SHARED_FIXTURE_FOLDERS = (DEPLOY_TESTS, "tests/e2e/")
 
 
 class SharedFixtureFileScheduling(LoadFileScheduling):
@@ -51,7 +52,7 @@ def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> LoadFileSche
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    items.sort(key=lambda item: not item.nodeid.startswith(SHARED_FIXTURE_FOLDERS[0]))
+    items.sort(key=lambda item: not item.nodeid.startswith(DEPLOY_TESTS))
 
 
 @pytest.fixture(scope="session")
